@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny synthetic dataset and the path of the real MNIST test split."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from aerobust.data import Dataset
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+def make_dataset(n_train: int = 96, n_test: int = 48, channels: int = 1, size: int = 28,
+                 classes: int = 3, seed: int = 0) -> Dataset:
+    """Classes told apart by which horizontal band of the image is bright: learnable fast."""
+    g = torch.Generator().manual_seed(seed)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(n) % classes
+        x = 0.2 * torch.rand(n, channels, size, size, generator=g)
+        band = size // classes
+        for c in range(classes):
+            x[y == c, :, c * band : (c + 1) * band, :] += 0.6
+        return x.clamp(0, 1), y
+
+    xtr, ytr = split(n_train)
+    xte, yte = split(n_test)
+    digest = hashlib.sha256(xtr.numpy().tobytes() + xte.numpy().tobytes()).hexdigest()
+    return Dataset(name="synthetic", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte,
+                   num_classes=classes, checksum=f"sha256:{digest}")
+
+
+@pytest.fixture
+def tiny_dataset() -> Dataset:
+    return make_dataset()
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip("the MNIST test split is not in ../shared/data/mnist")
+    return SHARED_MNIST

@@ -1,0 +1,124 @@
+"""The run store: a spec hashes to a run directory; a finished run is reused, an
+interrupted one resumes from its last finished epoch."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from aerobust import atomic
+from aerobust.data import Dataset
+from aerobust.device import resolve_device
+from aerobust.errors import CheckpointError, UserError
+from aerobust.models import load_model, save_checkpoint
+from aerobust.provenance import library_versions
+from aerobust.training.spec import TrainSpec
+from aerobust.training.trainer import fit
+
+MODEL_FILE = "model.pt"
+RESUME_FILE = "resume.pt"
+
+
+def default_store() -> Path:
+    return Path(os.environ.get("AEROBUST_STORE", Path.home() / ".cache" / "aerobust" / "runs"))
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run: where it lives, how it was trained and what it measured."""
+
+    path: Path
+    spec: TrainSpec
+    metrics: dict[str, Any]
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / MODEL_FILE
+
+    def load(self, device: str | torch.device = "cpu") -> nn.Module:
+        return load_model(self.checkpoint, kind=self.spec.kind, device=device)
+
+
+@contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    """One process trains a run at a time; a second waits, then finds it finished."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class RunStore:
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_store()
+
+    def path(self, spec: TrainSpec) -> Path:
+        return self.root / spec.run_name
+
+    def finished(self, spec: TrainSpec) -> Run | None:
+        path = self.path(spec)
+        if not (path / MODEL_FILE).is_file():
+            return None
+        metrics = json.loads((path / "metrics.json").read_text())
+        return Run(path, spec, metrics)
+
+    def train(
+        self,
+        spec: TrainSpec,
+        dataset: Dataset,
+        device: str | torch.device = "auto",
+        progress: bool = True,
+        on_epoch_end: Callable[[int], None] | None = None,
+    ) -> Run:
+        """Return the finished run for ``spec``, training (or resuming) it if needed."""
+        if spec.data_checksum != dataset.checksum:
+            raise UserError(
+                f"spec was made for data {spec.data_checksum}, but {dataset.name} "
+                f"has checksum {dataset.checksum}"
+            )
+        path = self.path(spec)
+        with _locked(path):
+            run = self.finished(spec)
+            if run is not None:
+                return run
+            atomic.write_json(path / "spec.json", spec.to_dict())
+            resume = path / RESUME_FILE
+            state = self._read_state(resume) if resume.is_file() else None
+            model, history = fit(
+                spec, dataset, resolve_device(device), state=state,
+                save_state=lambda s: atomic.torch_save(s, resume),
+                progress=progress, on_epoch_end=on_epoch_end,
+            )
+            metrics = {**{k: v for k, v in history[-1].items() if k.startswith("test")},
+                       "seconds_per_epoch": sum(h["seconds"] for h in history) / len(history),
+                       "history": history}
+            provenance = {"spec": spec.to_dict(), "metrics": metrics,
+                          "dataset": dataset.name, "dataset_checksum": dataset.checksum,
+                          "versions": library_versions()}
+            save_checkpoint(path / MODEL_FILE, model, spec.arch, spec.arch_kwargs, **provenance)
+            atomic.write_json(path / "metrics.json", metrics)
+            atomic.write_json(path / "run.json", provenance)
+            resume.unlink(missing_ok=True)
+            return Run(path, spec, metrics)
+
+    @staticmethod
+    def _read_state(path: Path) -> dict[str, Any]:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a resume file we cannot read is never silently dropped
+            raise CheckpointError(
+                f"{path}: cannot read the saved training state ({type(exc).__name__}); "
+                "delete it to restart this run from scratch"
+            ) from exc

@@ -1,0 +1,57 @@
+"""White-box attacks: ``attack(model, x, y) -> AttackResult``, all untargeted in [0,1].
+
+Build one by name with ``get("pgd", eps=8/255)``; run it over a dataset with
+``evaluate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from aerobust.attacks.base import Attack, AttackResult, attack_mode
+from aerobust.attacks.cw import CW
+from aerobust.attacks.deepfool import DeepFool
+from aerobust.attacks.evaluate import Evaluation, evaluate
+from aerobust.attacks.fgsm import FGSM
+from aerobust.attacks.pgd import PGD
+from aerobust.errors import UserError
+
+ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, PGD, CW, DeepFool)}
+
+
+def get(name: str, **params: Any) -> Attack:
+    """The attack called ``name``, configured with ``params`` (validated)."""
+    cls = ATTACKS.get(name.lower())
+    if cls is None:
+        raise UserError(f"unknown attack {name!r}; known attacks: {', '.join(ATTACKS)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - set(fields))
+    if unknown:
+        raise UserError(
+            f"{cls.name}: unknown parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(fields)}"
+        )
+    missing = [
+        f.name
+        for f in fields.values()
+        if f.default is dataclasses.MISSING and f.name not in params
+    ]
+    if missing:
+        raise UserError(f"{cls.name}: missing parameter(s) {', '.join(missing)}")
+    return cls(**params)
+
+
+__all__ = [
+    "ATTACKS",
+    "CW",
+    "FGSM",
+    "PGD",
+    "Attack",
+    "AttackResult",
+    "DeepFool",
+    "Evaluation",
+    "attack_mode",
+    "evaluate",
+    "get",
+]

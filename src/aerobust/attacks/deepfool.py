@@ -1,0 +1,98 @@
+"""Multi-class DeepFool (Moosavi-Dezfooli et al. 2016), batched over samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from aerobust.attacks.base import Attack, CountedModel, batch_view, check_number
+from aerobust.errors import UserError
+
+
+@dataclass(frozen=True)
+class DeepFool(Attack):
+    """Step to the nearest linearised decision boundary until the prediction changes.
+
+    The reference class is the clean *prediction* (not the label) and the candidates are
+    the ``num_classes`` top classes of the clean logits (default: all). Each iteration
+    linearises ``f_k = Z_k - Z_ref`` at the current iterate, picks the candidate with the
+    smallest ``|f_k| / ||grad f_k||`` and adds ``r = (|f_k| + margin) / ||grad f_k||^2 *
+    grad f_k`` to the total perturbation ``r_tot``; the iterate is
+    ``clip(x + (1 + overshoot) * r_tot, 0, 1)`` (overshoot on the total, as the authors'
+    code). ``margin`` (in logits) makes a step cross the linearised boundary rather
+    than land on it. A sample whose prediction changed is frozen and drops out of the
+    batch: after the forward pass that shows it finished, it costs nothing. Success
+    means the final prediction differs from the label.
+
+    Cost per iteration: one forward and ``num_classes - 1`` backward passes (one per
+    candidate, each for all active samples at once, differentiating ``Z_k - Z_ref``
+    directly); at most ``steps + 1`` forwards and ``steps * (num_classes - 1)`` backwards.
+    (Looping over candidates with a retained graph measured faster on CPU than
+    ``is_grads_batched``.)
+    """
+
+    name = "deepfool"
+    steps: int = 50
+    overshoot: float = 0.02
+    num_classes: int | None = None
+    margin: float = 1e-4
+
+    def __post_init__(self) -> None:
+        check_number(self.name, "steps", self.steps, 1, integer=True)
+        check_number(self.name, "overshoot", self.overshoot, 0.0)
+        if self.num_classes is not None:
+            check_number(self.name, "num_classes", self.num_classes, 2, integer=True)
+        check_number(self.name, "margin", self.margin, 0.0)
+
+    def _attack(self, model: CountedModel, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        scale = 1 + self.overshoot
+        r_tot = torch.zeros_like(x)
+        prediction = torch.empty_like(y)
+        active = torch.arange(len(y), device=x.device)
+        ranking = torch.empty(0)  # set from the clean logits at step 0
+        for step in range(self.steps + 1):
+            last = step == self.steps
+            current = torch.clamp(x[active] + scale * r_tot[active], 0.0, 1.0)
+            current.requires_grad_(not last)
+            with torch.set_grad_enabled(not last):
+                logits = model(current)
+            predicted = logits.argmax(dim=1)
+            prediction[active] = predicted
+            if step == 0:
+                ranking = self._candidates(logits)
+            still = predicted == ranking[active, 0]
+            if last or not bool(still.any()):
+                break
+            r_tot[active[still]] += self._step(model, current, logits, ranking[active])[still]
+            active = active[still]
+        x_adv = torch.clamp(x + scale * r_tot, 0.0, 1.0)
+        return x_adv, prediction != y
+
+    def _candidates(self, clean_logits: Tensor) -> Tensor:
+        """Classes ranked by clean logit, the prediction first (stable: same as argmax)."""
+        k = clean_logits.shape[1]
+        count = k if self.num_classes is None else self.num_classes
+        if count > k:
+            raise UserError(f"deepfool: num_classes={count} but the model has {k} classes")
+        return clean_logits.argsort(dim=1, descending=True, stable=True)[:, :count]
+
+    def _step(
+        self, model: CountedModel, current: Tensor, logits: Tensor, ranking: Tensor
+    ) -> Tensor:
+        """The step towards the closest linearised boundary, for every row of ``current``."""
+        reference = logits.gather(1, ranking[:, :1]).squeeze(1)
+        best_ratio = torch.full_like(reference, torch.inf)
+        best_step = torch.zeros_like(current)
+        count = ranking.shape[1]
+        for k in range(1, count):
+            f = logits.gather(1, ranking[:, k : k + 1]).squeeze(1) - reference
+            w = model.grad(f.sum(), current, retain_graph=k < count - 1)
+            norm = w.flatten(1).norm(dim=1).clamp_min(1e-12)
+            ratio = f.detach().abs() / norm
+            closer = ratio < best_ratio
+            best_ratio = torch.where(closer, ratio, best_ratio)
+            size = (f.detach().abs() + self.margin) / norm.square()
+            best_step = torch.where(batch_view(closer, current), batch_view(size, w) * w, best_step)
+        return best_step

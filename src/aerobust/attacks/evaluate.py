@@ -1,0 +1,110 @@
+"""Run an attack over a whole dataset in batches and summarise it."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from aerobust.attacks.base import Attack, attack_mode
+from aerobust.errors import UserError
+
+
+@dataclass
+class Evaluation:
+    """Summary of one attack on one model.
+
+    A sample is robust when it is classified correctly both clean and at ``x_adv``.
+    Perturbation statistics cover the samples the attack turned from correct to wrong
+    (an already misclassified input needs no perturbation and would drag them towards
+    0); they are ``None`` when there is no such sample. ``forwards``/``backwards`` are
+    the attack's batched passes; the clean-accuracy forward is not counted.
+    """
+
+    attack: str
+    params: dict[str, Any]
+    n: int
+    clean_accuracy: float
+    robust_accuracy: float
+    median_l2: float | None
+    mean_l2: float | None
+    median_linf: float | None
+    seconds: float
+    images_per_second: float
+    forwards: int
+    backwards: int
+    adversarials: Tensor | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (the adversarial examples are left out)."""
+        row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del row["adversarials"]
+        row["params"] = dict(self.params)
+        return row
+
+
+def evaluate(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    attack: Attack,
+    batch_size: int = 256,
+    progress: bool = False,
+    keep_adversarials: bool = False,
+) -> Evaluation:
+    """Attack ``x`` (in [0,1]) batch by batch on the model's device.
+
+    The data may stay on the CPU: each batch moves to the device of the model's
+    parameters (x's own device for a parameterless model). With ``keep_adversarials``
+    the adversarial examples come back on the CPU, in the order of ``x``.
+    """
+    if len(x) != len(y) or len(x) == 0:
+        raise UserError(f"evaluate: need as many labels as images (>0), got {len(x)} and {len(y)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"evaluate: batch_size must be an integer >= 1, got {batch_size!r}")
+    device = next((p.device for p in model.parameters()), x.device)
+    clean, robust, l2, linf, kept = [], [], [], [], []
+    forwards = backwards = 0
+    start = time.perf_counter()
+    with attack_mode(model), tqdm(
+        total=len(x), desc=attack.name, unit="img", disable=not progress
+    ) as bar:
+        for begin in range(0, len(x), batch_size):
+            xb = x[begin : begin + batch_size].to(device)
+            yb = y[begin : begin + batch_size].to(device)
+            with torch.no_grad():
+                correct = model(xb).argmax(dim=1) == yb
+            result = attack(model, xb, yb)
+            forwards += result.forwards
+            backwards += result.backwards
+            flipped = correct & result.success
+            clean.append(correct.cpu())
+            robust.append((correct & ~result.success).cpu())
+            l2.append(result.l2[flipped].cpu())
+            linf.append(result.linf[flipped].cpu())
+            if keep_adversarials:
+                kept.append(result.x_adv.cpu())
+            bar.update(len(xb))
+    seconds = time.perf_counter() - start
+    flipped_l2, flipped_linf = torch.cat(l2).double(), torch.cat(linf).double()
+    any_flipped = len(flipped_l2) > 0
+    return Evaluation(
+        attack=attack.name,
+        params=attack.params(),
+        n=len(x),
+        clean_accuracy=torch.cat(clean).double().mean().item(),
+        robust_accuracy=torch.cat(robust).double().mean().item(),
+        median_l2=flipped_l2.quantile(0.5).item() if any_flipped else None,
+        mean_l2=flipped_l2.mean().item() if any_flipped else None,
+        median_linf=flipped_linf.quantile(0.5).item() if any_flipped else None,
+        seconds=seconds,
+        images_per_second=len(x) / seconds,
+        forwards=forwards,
+        backwards=backwards,
+        adversarials=torch.cat(kept) if keep_adversarials else None,
+    )

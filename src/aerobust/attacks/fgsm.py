@@ -1,0 +1,34 @@
+"""Fast Gradient Sign Method (Goodfellow et al. 2015): one signed gradient step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from aerobust.attacks.base import Attack, CountedModel, check_number
+
+
+@dataclass(frozen=True)
+class FGSM(Attack):
+    """``x_adv = clip(x + eps * sign(grad_x CE(model(x), y)), 0, 1)``.
+
+    Costs one forward+backward for the step and one forward to learn which samples the
+    step fooled.
+    """
+
+    name = "fgsm"
+    eps: float
+
+    def __post_init__(self) -> None:
+        check_number(self.name, "eps", self.eps, 0.0, 1.0)
+
+    def _attack(self, model: CountedModel, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        x = x.clone().requires_grad_(True)
+        g = model.grad(F.cross_entropy(model(x), y, reduction="sum"), x)
+        x_adv = (x.detach() + self.eps * g.sign()).clamp_(0.0, 1.0)
+        with torch.no_grad():
+            success = model(x_adv).argmax(dim=1) != y
+        return x_adv, success

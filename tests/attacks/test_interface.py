@@ -1,0 +1,247 @@
+"""The contract every attack shares: get(), validation, result shape, model state,
+honest success masks and batched cost."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from aerobust.attacks import (
+    ATTACKS,
+    CW,
+    FGSM,
+    PGD,
+    Attack,
+    AttackResult,
+    DeepFool,
+    attack_mode,
+    get,
+)
+from aerobust.errors import UserError
+
+# Cheap but real configurations, one per attack.
+CHEAP = {
+    "fgsm": {"eps": 0.1},
+    "pgd": {"eps": 0.1, "steps": 5, "restarts": 2},
+    "cw": {"binary_steps": 3, "steps": 30},
+    "deepfool": {"steps": 10},
+}
+
+
+def test_registry_names_the_four_attacks() -> None:
+    assert {"fgsm": FGSM, "pgd": PGD, "cw": CW, "deepfool": DeepFool} == ATTACKS
+    for name, params in CHEAP.items():
+        attack = get(name, **params)
+        assert isinstance(attack, ATTACKS[name])
+        assert attack.name == name
+
+
+def test_get_is_case_insensitive_and_resolves_defaults() -> None:
+    attack = get("PGD", eps=0.2)
+    assert attack.params() == {
+        "eps": 0.2, "steps": 40, "step_size": 2.5 * 0.2 / 40, "restarts": 1,
+        "random_start": True, "seed": 0,
+    }
+
+
+def test_unknown_attack_lists_the_known_ones() -> None:
+    with pytest.raises(UserError, match="fgsm, pgd, cw, deepfool"):
+        get("bim", eps=0.1)
+
+
+def test_unknown_and_missing_parameters() -> None:
+    with pytest.raises(UserError, match=r"unknown parameter.*epsilon"):
+        get("fgsm", epsilon=0.1)
+    with pytest.raises(UserError, match=r"missing parameter.*eps"):
+        get("pgd")
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("fgsm", {"eps": -0.1}, "eps must be in"),
+        ("fgsm", {"eps": 8}, "did you mean 8/255"),
+        ("fgsm", {"eps": float("nan")}, "eps must be a number"),
+        ("fgsm", {"eps": "0.1"}, "eps must be a number"),
+        ("pgd", {"eps": 1.5}, "eps must be in"),
+        ("pgd", {"eps": 0.1, "steps": 0}, "steps must be in"),
+        ("pgd", {"eps": 0.1, "steps": 2.5}, "steps must be an integer"),
+        ("pgd", {"eps": 0.1, "step_size": -0.01}, "step_size must be in"),
+        ("pgd", {"eps": 0.1, "restarts": 0}, "restarts must be in"),
+        ("pgd", {"eps": 0.1, "random_start": 1}, "random_start must be true or false"),
+        ("pgd", {"eps": 0.1, "seed": -1}, "seed must be in"),
+        ("cw", {"confidence": -1.0}, "confidence must be in"),
+        ("cw", {"c_init": 0.0}, "c_init must be in"),
+        ("cw", {"binary_steps": 0}, "binary_steps must be in"),
+        ("cw", {"steps": 0}, "steps must be in"),
+        ("cw", {"lr": 0}, "lr must be in"),
+        ("cw", {"steps": True}, "steps must be an integer"),
+        ("deepfool", {"steps": 0}, "steps must be in"),
+        ("deepfool", {"overshoot": -0.02}, "overshoot must be in"),
+        ("deepfool", {"num_classes": 1}, "num_classes must be in"),
+        ("deepfool", {"margin": -1e-4}, "margin must be in"),
+    ],
+)
+def test_out_of_range_parameters_raise_one_line_user_errors(
+    name: str, params: dict, message: str
+) -> None:
+    with pytest.raises(UserError, match=message) as info:
+        get(name, **params)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith(f"{name}: ")
+
+
+def test_attacks_are_immutable_configs() -> None:
+    attack = get("pgd", eps=0.1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        attack.eps = 0.2  # type: ignore[misc]
+
+
+def test_bad_inputs_raise_user_errors(digits: Any, mlp: Callable[..., nn.Module]) -> None:
+    attack, model, x, y = FGSM(eps=0.1), mlp(), digits.x[:8], digits.y[:8]
+    with pytest.raises(UserError, match=r"lie in \[0,1\]"):
+        attack(model, x * 255, y)
+    with pytest.raises(UserError, match="y must be integer labels"):
+        attack(model, x, y[:4])
+    with pytest.raises(UserError, match="y must be integer labels"):
+        attack(model, x, y.float())
+
+
+@pytest.mark.parametrize("name", CHEAP)
+def test_result_fields(name: str, digits: Any, conv: Callable[..., nn.Module]) -> None:
+    x, y = digits.x[:16], digits.y[:16]
+    result = get(name, **CHEAP[name])(conv(), x, y)
+    assert isinstance(result, AttackResult)
+    assert result.x_adv.shape == x.shape and result.x_adv.dtype == x.dtype
+    assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
+    assert not result.x_adv.requires_grad
+    assert result.success.dtype == torch.bool and result.success.shape == (16,)
+    delta = (result.x_adv - x).flatten(1)
+    torch.testing.assert_close(result.l2, delta.norm(dim=1))
+    torch.testing.assert_close(result.linf, delta.abs().amax(dim=1))
+    assert result.forwards >= 1 and result.backwards >= 1
+
+
+@pytest.mark.parametrize("name", CHEAP)
+@pytest.mark.parametrize("trained_model", [False, True])
+def test_reported_success_is_a_real_misclassification(
+    name: str,
+    trained_model: bool,
+    digits: Any,
+    trained: nn.Module,
+    conv: Callable[..., nn.Module],
+) -> None:
+    """Run every x_adv through the model again: success iff misclassified."""
+    model = trained if trained_model else conv(seed=3)
+    x, y = digits.x[:64], digits.y[:64]
+    result = get(name, **CHEAP[name])(model, x, y)
+    with torch.no_grad():
+        wrong = model(result.x_adv).argmax(dim=1) != y
+    assert torch.equal(result.success, wrong)
+    assert result.success.any()  # not vacuous
+
+
+def mixed_state_model() -> nn.Module:
+    """Train mode with one submodule in eval, batch norm (whose running statistics a
+    train-mode forward would move), dropout, and mixed requires_grad flags."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(32, 10),
+    )
+    model.train()
+    model[4].eval()
+    model[1].weight.requires_grad_(False)
+    return model
+
+
+def snapshot(model: nn.Module) -> tuple[list[bool], list[bool], dict[str, torch.Tensor]]:
+    return (
+        [m.training for m in model.modules()],
+        [p.requires_grad for p in model.parameters()],
+        {k: v.clone() for k, v in model.state_dict().items()},
+    )
+
+
+def assert_unchanged(model: nn.Module, before: tuple) -> None:
+    modes, flags, state = snapshot(model)
+    assert modes == before[0]
+    assert flags == before[1]
+    for key, value in state.items():
+        assert torch.equal(value, before[2][key]), key
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", CHEAP)
+def test_model_state_restored_and_frozen_during_attack(name: str, digits: Any) -> None:
+    model = mixed_state_model()
+    before = snapshot(model)
+    seen: list[tuple[bool, bool]] = []
+
+    def check(module: nn.Module, _: object) -> None:
+        seen.append((any(m.training for m in module.modules()),
+                     any(p.requires_grad for p in module.parameters())))
+
+    handle = model.register_forward_pre_hook(check)
+    get(name, **CHEAP[name])(model, digits.x[:16], digits.y[:16])
+    handle.remove()
+    assert seen and set(seen) == {(False, False)}
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("name", CHEAP)
+def test_model_state_restored_when_the_attack_raises(name: str, digits: Any) -> None:
+    model = mixed_state_model()
+    before = snapshot(model)
+    calls = 0
+
+    def explode(module: nn.Module, _: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("boom")
+
+    handle = model.register_forward_pre_hook(explode)
+    with pytest.raises(RuntimeError, match="boom"):
+        get(name, **CHEAP[name])(model, digits.x[:16], digits.y[:16])
+    handle.remove()
+    assert_unchanged(model, before)
+
+
+def test_attack_mode_nests_and_restores() -> None:
+    model = mixed_state_model()
+    before = snapshot(model)
+    with attack_mode(model), attack_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert_unchanged(model, before)
+
+
+def test_attacks_work_under_no_grad(digits: Any, conv: Callable[..., nn.Module]) -> None:
+    """Evaluation loops often run under no_grad; attacks need gradients anyway."""
+    with torch.no_grad():
+        result = PGD(eps=0.1, steps=3)(conv(), digits.x[:8], digits.y[:8])
+    assert result.backwards == 3 or result.success.all()
+
+
+@pytest.mark.parametrize("name", CHEAP)
+def test_cost_does_not_grow_with_batch_size(
+    name: str, digits: Any, mlp: Callable[..., nn.Module]
+) -> None:
+    """Per-sample Python loops would make the pass counts scale with the batch."""
+    attack: Attack = get(name, **CHEAP[name])
+    model = mlp(seed=5)
+    one = attack(model, digits.x[:1], digits.y[:1])
+    many = attack(model, digits.x[:128], digits.y[:128])
+    bound = {
+        "fgsm": (2, 1),
+        "pgd": (2 * (5 + 1), 2 * 5),
+        "cw": (3 * 30, 3 * 30),
+        "deepfool": (10 + 1, 10 * 9),
+    }[name]
+    for result in (one, many):
+        assert result.forwards <= bound[0] and result.backwards <= bound[1]

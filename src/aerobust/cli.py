@@ -117,6 +117,97 @@ def cmd_data(args: argparse.Namespace) -> None:
                f"use it as --dataset npz:{out}"])
 
 
+def _param(text: str) -> tuple[str, Any]:
+    """``name=value`` with value read as JSON where it parses (numbers, true/false)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise UserError(f"--param {text!r}: expected NAME=VALUE")
+    try:
+        return name.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return name.replace("-", "_"), value
+
+
+def _eps(args: argparse.Namespace) -> float | None:
+    """--eps in 0-255 pixel units (the paper's), or in [0,1] with --eps-float."""
+    if args.eps is None:
+        return None
+    if args.eps_float:
+        if not 0 <= args.eps <= 1:
+            raise UserError(f"--eps {args.eps} with --eps-float must be in [0, 1]")
+        return args.eps
+    if not 0 <= args.eps <= 255:
+        raise UserError(f"--eps {args.eps} must be in [0, 255] pixel units "
+                        "(use --eps-float for [0,1] units)")
+    return args.eps / 255
+
+
+def cmd_attack(args: argparse.Namespace) -> None:
+    from aerobust import attacks
+    from aerobust.data import load_dataset
+    from aerobust.device import resolve_device
+    from aerobust.models import AEClassifier, load_model
+
+    params = dict(_param(p) for p in args.param)
+    eps = _eps(args)
+    if args.attack.lower() in ("cw", "deepfool"):
+        if eps is not None:
+            raise UserError(f"{args.attack} is a minimum-norm attack: --eps does not apply")
+    elif eps is None:
+        raise UserError(f"{args.attack} needs --eps (0-255 pixel units)")
+    else:
+        params["eps"] = eps
+    if args.steps is not None:
+        params["steps"] = args.steps
+    attack = attacks.get(args.attack, **params)
+    device = resolve_device(args.device)
+    dataset = load_dataset(args.dataset, args.data_dir)
+    clf_path = _checkpoint_path(args.classifier)
+    _check_fits(clf_path, dataset)
+    model = load_model(clf_path, kind="classifier", device=device)
+    if args.ae is not None:
+        ae_path = _checkpoint_path(args.ae)
+        _check_fits(ae_path, dataset)
+        model = AEClassifier(load_model(ae_path, kind="autoencoder", device=device), model)
+    n = len(dataset.x_test) if args.n is None else args.n
+    if n < 1:
+        raise UserError(f"--n must be at least 1, got {n}")
+    ev = attacks.evaluate(model, dataset.x_test[:n], dataset.y_test[:n], attack,
+                          batch_size=args.batch_size, progress=not args.quiet)
+    result = {"dataset": dataset.name, "model": "AE-C" if args.ae else "C", **ev.to_dict()}
+    l2 = "-" if ev.median_l2 is None else f"{ev.median_l2:.4f}"
+    _emit(args, result, [
+        f"{result['model']} under {attack.name} {ev.params}",
+        f"clean accuracy:  {ev.clean_accuracy:.4f}",
+        f"robust accuracy: {ev.robust_accuracy:.4f}  ({ev.n} test images)",
+        f"median L2 of successful perturbations: {l2}",
+        f"{ev.seconds:.1f} s, {ev.images_per_second:.1f} images/s",
+    ])
+
+
+def cmd_experiment(args: argparse.Namespace) -> None:
+    from aerobust.experiments import ExperimentConfig, Workspace, run_experiment
+    from aerobust.training import RunStore
+
+    try:
+        eps = None if args.eps is None else tuple(float(e) for e in args.eps.split(","))
+    except ValueError:
+        raise UserError(f"--eps {args.eps!r}: expected numbers separated by commas") from None
+    config = ExperimentConfig(
+        dataset=args.dataset, data_dir=None if args.data_dir is None else str(args.data_dir),
+        classifier=args.classifier, classifier_epochs=args.classifier_epochs,
+        ae_epochs=args.ae_epochs, eps=eps, n_eval=args.n, n_cw=args.n_cw,
+        cw_steps=args.cw_steps, cw_binary_steps=args.cw_binary_steps,
+        pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts, seed=args.seed,
+        batch_size=args.batch_size,
+    )
+    ws = Workspace(config, RunStore(args.store), device=args.device, progress=not args.quiet)
+    out = args.out or Path("results") / ws.dataset.name.replace(":", "-").replace("/", "_")
+    rows, paths = run_experiment(args.name, ws, out)
+    text = Path(paths["md"]).read_text()
+    _emit(args, {"outputs": paths, "rows": rows}, [text, *(f"wrote {p}" for p in paths.values())])
+
+
 def build_parser() -> argparse.ArgumentParser:
     from aerobust import __version__
     from aerobust.models import AUTOENCODERS, CLASSIFIERS
@@ -143,6 +234,42 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ae", type=Path, default=None, help="autoencoder checkpoint or run folder")
     _common(ev)
     ev.set_defaults(func=cmd_eval)
+
+    att = sub.add_parser("attack", help="attack C (or AE-C with --ae) on the test set")
+    att.add_argument("--classifier", type=Path, required=True, help="checkpoint or run folder")
+    att.add_argument("--ae", type=Path, default=None, help="autoencoder checkpoint or run folder")
+    att.add_argument("--attack", required=True, help="fgsm, pgd, cw or deepfool")
+    att.add_argument("--eps", type=float, default=None,
+                     help="perturbation budget in 0-255 pixel units, as in the paper (fgsm, pgd)")
+    att.add_argument("--eps-float", action="store_true", help="read --eps in [0,1] units")
+    att.add_argument("--steps", type=int, default=None, help="iterations (pgd, cw, deepfool)")
+    att.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="any other attack parameter, e.g. restarts=5 (repeatable)")
+    att.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
+    att.add_argument("--batch-size", type=int, default=256)
+    _common(att)
+    att.set_defaults(func=cmd_attack)
+
+    exp = sub.add_parser("experiment", help="run one of the paper's tables or figures")
+    exp.add_argument("name", choices=("table1",))
+    exp.add_argument("--out", type=Path, default=None,
+                     help="output folder (default results/<dataset>)")
+    exp.add_argument("--classifier", default=None, choices=CLASSIFIERS,
+                     help="default: lenet5 for grey data, vgg16 for colour data")
+    exp.add_argument("--classifier-epochs", type=int, default=None)
+    exp.add_argument("--ae-epochs", type=int, default=None)
+    exp.add_argument("--eps", default=None,
+                     help="comma-separated epsilons in 0-255 units (default: the paper's)")
+    exp.add_argument("--n", type=int, default=None, help="test images (default: all)")
+    exp.add_argument("--n-cw", type=int, default=1000, help="test images for CW")
+    exp.add_argument("--cw-steps", type=int, default=1000)
+    exp.add_argument("--cw-binary-steps", type=int, default=9)
+    exp.add_argument("--pgd-steps", type=int, default=40)
+    exp.add_argument("--pgd-restarts", type=int, default=1)
+    exp.add_argument("--batch-size", type=int, default=256)
+    exp.add_argument("--seed", type=int, default=0)
+    _common(exp, store=True)
+    exp.set_defaults(func=cmd_experiment)
 
     data = sub.add_parser("data", help="download, describe or split a dataset")
     data_sub = data.add_subparsers(dest="action", required=True, parser_class=_Parser)

@@ -1,0 +1,23 @@
+"""Each table or figure of the paper as an experiment: a grid of cached result cells."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+from aerobust.experiments import table1
+from aerobust.experiments.common import Cells, ExperimentConfig, Row, Workspace, write_outputs
+
+EXPERIMENTS: dict[str, ModuleType] = {"table1": table1}
+
+
+def run_experiment(name: str, ws: Workspace, out_dir: Path) -> tuple[list[Row], dict[str, str]]:
+    """Run (or finish) experiment ``name``; write its JSON, CSV and Markdown to ``out_dir``."""
+    module = EXPERIMENTS[name]
+    runner: Callable[[Workspace, Path], list[Row]] = module.run
+    rows = runner(ws, out_dir)
+    return rows, write_outputs(out_dir, name, rows, module.markdown(rows))
+
+
+__all__ = ["EXPERIMENTS", "Cells", "ExperimentConfig", "Row", "Workspace", "run_experiment"]

@@ -66,7 +66,7 @@ def test_changed_setting_does_not_reuse_cells(tmp_path: Path, npz: str) -> None:
 
 
 def test_config_validation() -> None:
-    with pytest.raises(UserError, match="outside 0..255"):
+    with pytest.raises(UserError, match=r"outside 0\.\.255"):
         ExperimentConfig(eps=(300,))
     with pytest.raises(UserError, match="pgd_steps"):
         ExperimentConfig(pgd_steps=0)

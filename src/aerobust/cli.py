@@ -61,10 +61,16 @@ def _check_fits(path: Path, dataset: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from aerobust.data import load_dataset
     from aerobust.training import RunStore, default_spec
+    from aerobust.training.losses import loss_kwargs
 
     dataset = load_dataset(args.dataset, args.data_dir)
+    loss: dict[str, Any] = {}
+    if args.what == "classifier":
+        kwargs = loss_kwargs(args.loss, temperature=args.temperature, alpha=args.gce_alpha,
+                             normalizer=args.gce_normalizer)
+        loss = {"loss": args.loss, "loss_kwargs": kwargs}
     spec = default_spec(args.arch, dataset, epochs=args.epochs, seed=args.seed, lr=args.lr,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, **loss)
     if spec.kind != args.what:
         raise UserError(f"--arch {args.arch} is a {spec.kind}, not a {args.what}")
     run = RunStore(args.store).train(spec, dataset, device=args.device, progress=not args.quiet)
@@ -226,6 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--lr", type=float, default=None)
         p.add_argument("--batch-size", type=int, default=None)
+        if what == "classifier":
+            p.add_argument("--loss", default="ce", choices=("ce", "temperature", "gce"),
+                           help="ce (default); temperature: CE of logits/T in training only "
+                                "(C+T); gce: Guided Complement Entropy alone (C+GCE)")
+            p.add_argument("--temperature", type=float, default=None,
+                           help="T for --loss temperature (default 2.5)")
+            p.add_argument("--gce-alpha", type=float, default=None,
+                           help="guiding exponent for --loss gce (default 1/3)")
+            p.add_argument("--gce-normalizer", default=None, choices=("k-1", "k"),
+                           help="GCE divides by log(K-1) (default, the paper) or log K "
+                                "(the authors' code)")
         _common(p, store=True)
         p.set_defaults(func=cmd_train)
 
@@ -262,8 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated epsilons in 0-255 units (default: the paper's)")
     exp.add_argument("--n", type=int, default=None, help="test images (default: all)")
     exp.add_argument("--n-cw", type=int, default=1000, help="test images for CW")
-    exp.add_argument("--cw-steps", type=int, default=1000)
-    exp.add_argument("--cw-binary-steps", type=int, default=9)
+    exp.add_argument("--cw-steps", type=int, default=None,
+                     help="CW iterations per binary-search step (default 1000; 100 on digits)")
+    exp.add_argument("--cw-binary-steps", type=int, default=None,
+                     help="CW binary-search steps over c (default 9; 5 on digits)")
     exp.add_argument("--pgd-steps", type=int, default=40)
     exp.add_argument("--pgd-restarts", type=int, default=1)
     exp.add_argument("--batch-size", type=int, default=256)

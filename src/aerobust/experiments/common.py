@@ -28,6 +28,9 @@ from aerobust.training import Run, RunStore, data_family, default_spec
 Row = dict[str, Any]
 
 DEFAULT_CLASSIFIER = {"digits": "lenet5", "mnist": "lenet5", "cifar": "vgg16"}
+# (binary-search steps, iterations) for CW where the config names none: the small
+# bundled data gets DESIGN.md's quick setting so it runs in minutes on a CPU.
+DEFAULT_CW = {"digits": (5, 100), "mnist": (9, 1000), "cifar": (9, 1000)}
 PAPER_DATASET = {"digits": "mnist", "mnist": "mnist", "cifar": "cifar10"}
 
 
@@ -44,24 +47,41 @@ class ExperimentConfig:
     eps: tuple[float, ...] | None = None  # 0-255 units; None: the paper's for the family
     n_eval: int | None = None  # FGSM, PGD, DeepFool; None: the whole test set
     n_cw: int = 1000
-    cw_steps: int = 1000
-    cw_binary_steps: int = 9
+    cw_steps: int | None = None  # None: 100 on digits, 1000 elsewhere (DESIGN.md)
+    cw_binary_steps: int | None = None  # None: 5 on digits, 9 elsewhere
     pgd_steps: int = 40
     pgd_restarts: int = 1
     deepfool_steps: int = 50
     batch_size: int = 256
     seed: int = 0
+    # Gradient-masking checks (Table 2, Fig. 2): substitutes train from seed + 1.
+    substitute_labels: str = "true"  # "target": trained on the target's predictions
+    transfer_keep: str = "last"  # PGD iterate transferred: the final one (see README)
+    temperature: float = 2.5  # C+T: logits / T in the training loss only
+    gce_alpha: float = 1 / 3  # C+GCE: guiding exponent
+    eps_sweep: tuple[float, ...] | None = None  # Fig. 2; None: DESIGN.md's for the family
+    sweep_n: int | None = None  # Fig. 2 test images; None: the family default
 
     def __post_init__(self) -> None:
         for name in ("n_cw", "cw_steps", "cw_binary_steps", "pgd_steps", "pgd_restarts",
                      "deepfool_steps", "batch_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.n_eval is not None and self.n_eval < 1:
             raise UserError(f"n_eval must be at least 1, got {self.n_eval}")
-        for e in self.eps or ():
+        for e in (*(self.eps or ()), *(self.eps_sweep or ())):
             if not 0 <= e <= 255:
                 raise UserError(f"epsilon {e} is outside 0..255 (pixel units)")
+        if self.sweep_n is not None and self.sweep_n < 1:
+            raise UserError(f"sweep_n must be at least 1, got {self.sweep_n}")
+        if self.substitute_labels not in ("true", "target"):
+            raise UserError(f"substitute_labels must be true or target, "
+                            f"got {self.substitute_labels!r}")
+        if self.transfer_keep not in ("first", "last"):
+            raise UserError(f"transfer_keep must be first or last, got {self.transfer_keep!r}")
+        if not self.temperature > 0 or not self.gce_alpha >= 0:
+            raise UserError(f"temperature must be > 0 and gce_alpha >= 0, got "
+                            f"{self.temperature} and {self.gce_alpha}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -88,16 +108,26 @@ class Workspace:
         self.runs: dict[str, Run] = {}
 
     @property
+    def cw_settings(self) -> tuple[int, int]:
+        """(binary-search steps, iterations per step) for CW."""
+        binary, steps = DEFAULT_CW[self.family]
+        return (self.config.cw_binary_steps or binary, self.config.cw_steps or steps)
+
+    @property
     def classifier_arch(self) -> str:
         return self.config.classifier or DEFAULT_CLASSIFIER[self.family]
 
-    def train(self, arch: str, seed: int | None = None, **overrides: Any) -> Run:
+    def train(self, arch: str, seed: int | None = None, dataset: Dataset | None = None,
+              **overrides: Any) -> Run:
+        """The finished run of ``arch`` (trained now if needed) on ``dataset``: the
+        workspace's own by default, or a variant of it such as relabelled training data."""
+        dataset = self.dataset if dataset is None else dataset
         kind_epochs = (self.config.ae_epochs if arch == "conv-ae"
                        else self.config.classifier_epochs)
         overrides.setdefault("epochs", kind_epochs)
-        spec = default_spec(arch, self.dataset, seed=self.config.seed if seed is None else seed,
+        spec = default_spec(arch, dataset, seed=self.config.seed if seed is None else seed,
                             **overrides)
-        run = self.store.train(spec, self.dataset, self.device, progress=self.progress)
+        run = self.store.train(spec, dataset, self.device, progress=self.progress)
         self.runs[run.path.name] = run
         return run
 

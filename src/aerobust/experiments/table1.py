@@ -33,8 +33,8 @@ def make_attack(ws: Workspace, name: str, eps: float | None) -> attacks.Attack:
         return attacks.get("pgd", eps=eps / 255, steps=c.pgd_steps, restarts=c.pgd_restarts,
                            seed=c.seed)
     if name == "cw":
-        return attacks.get("cw", confidence=0.0, steps=c.cw_steps,
-                           binary_steps=c.cw_binary_steps)
+        binary, steps = ws.cw_settings
+        return attacks.get("cw", confidence=0.0, steps=steps, binary_steps=binary)
     return attacks.get("deepfool", steps=c.deepfool_steps)
 
 
@@ -105,13 +105,18 @@ def markdown(rows: list[Row]) -> str:
                       diff(r.get("accuracy"), r.get("paper"))]
         cells += [fmt(c.get("median_l2"), 3), fmt(a.get("median_l2"), 3)]
         lines.append("| " + " | ".join(cells) + " |")
-    n_main = next((r["n"] for r in rows if r["attack"] == "fgsm"), first["n"])
-    n_cw = next((r["n"] for r in rows if r["attack"] == "cw"), None)
-    cfg = first["config"]
-    lines += [
-        "",
-        f"{n_main} test images ({n_cw} for CW); PGD {cfg['pgd_steps']} steps x "
-        f"{cfg['pgd_restarts']} restart(s); CW {cfg['cw_binary_steps']} x {cfg['cw_steps']} "
-        f"steps; DeepFool {cfg['deepfool_steps']} steps, overshoot 0.02.",
-    ]
+    params = {r["attack"]: r for r in rows if "params" in r}
+    n_main = params["fgsm"]["n"] if "fgsm" in params else first["n"]
+    notes = [f"{n_main} test images"]
+    if "cw" in params:
+        cw = params["cw"]["params"]
+        notes.append(f"CW on {params['cw']['n']} images, {cw['binary_steps']} x {cw['steps']} "
+                     "steps")
+    if "pgd" in params:
+        pgd = params["pgd"]["params"]
+        notes.append(f"PGD {pgd['steps']} steps x {pgd['restarts']} restart(s)")
+    if "deepfool" in params:
+        df = params["deepfool"]["params"]
+        notes.append(f"DeepFool {df['steps']} steps, overshoot {df['overshoot']}")
+    lines += ["", "; ".join(notes) + "."]
     return "\n".join(lines) + "\n"

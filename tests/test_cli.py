@@ -63,6 +63,9 @@ def test_train_then_eval_c_and_ae_c(tmp_path: Path, capsys) -> None:
         (["data", "download", "mnist"], "--data-dir"),
         (["data", "mnist-test-split", "--data-dir", "{tmp}", "--out", "{tmp}/x.npz"],
          "t10k"),
+        (["data", "info", "npz:{tmp}/garbage.npz"], "garbage.npz"),
+        (["data", "info", "npz:{tmp}/nan.npz"], "NaN"),
+        (["train", "classifier", "--dataset", "npz:{tmp}/nan.npz"], "NaN"),
         (["frobnicate"], "invalid choice"),
     ],
 )
@@ -70,6 +73,10 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path, capsys, argv, message)
     save_checkpoint(tmp_path / "ae.pt", build_model("conv-ae"), "conv-ae", {})
     save_checkpoint(tmp_path / "rgb.pt", build_model("lenet5", in_channels=3, image_size=32),
                     "lenet5", {"in_channels": 3, "image_size": 32})
+    (tmp_path / "garbage.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    nan = np.full((4, 1, 8, 8), np.nan, dtype=np.float32)
+    np.savez(tmp_path / "nan.npz", x_train=nan, y_train=np.zeros(4, np.int64), x_test=nan,
+             y_test=np.zeros(4, np.int64))
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     if "cuda" in " ".join(argv):
         pytest.importorskip("torch")

@@ -14,6 +14,13 @@ from aerobust.models import model_kind
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
+METHODS = ("standard", "regularization", "alternating")
+ADVERSARIAL_KEYS = {"eps", "steps", "step_size"}
+
+# Fields added after the first runs were stored: left out of the hash while they hold
+# these defaults, so runs trained before they existed keep their names.
+_HASHED_ONLY_IF_SET: dict[str, Any] = {"method": "standard", "lam": 0.0, "gamma": 0,
+                                       "adversarial": {}}
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,15 @@ class TrainSpec:
     batch_size: int = 128
     seed: int = 0
     augment: bool = False
+    # Joint training of a latent classifier (the paper's Sec. 3.2): "regularization"
+    # minimises CE + lam * reconstruction MSE; "alternating" makes one CE step and then
+    # gamma reconstruction steps per batch.
+    method: str = "standard"
+    lam: float = 0.0
+    gamma: int = 0
+    # PGD adversarial training (Madry): {"eps", "steps", "step_size"} in [0,1] units;
+    # empty for clean training.
+    adversarial: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if model_kind(self.arch) != self.kind:
@@ -53,6 +69,32 @@ class TrainSpec:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise UserError(f"learning rate must be positive, got {self.lr}")
+        self._check_method()
+        self._check_adversarial()
+
+    def _check_method(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"unknown training method {self.method!r}; known: "
+                            f"{', '.join(METHODS)}")
+        if self.method != "standard" and self.arch != "latent-classifier":
+            raise UserError(f"method {self.method} trains a latent-classifier, not {self.arch}")
+        if self.lam < 0 or (self.lam and self.method != "regularization"):
+            raise UserError(f"lambda {self.lam}: must be >= 0, and is used only by the "
+                            "regularization method")
+        if self.gamma < 0 or (self.gamma and self.method != "alternating"):
+            raise UserError(f"gamma {self.gamma}: must be >= 0, and is used only by the "
+                            "alternating method")
+
+    def _check_adversarial(self) -> None:
+        adv = self.adversarial
+        if not adv:
+            return
+        if self.kind != "classifier" or set(adv) != ADVERSARIAL_KEYS:
+            raise UserError(f"adversarial training of a classifier needs exactly "
+                            f"{sorted(ADVERSARIAL_KEYS)}, got {sorted(adv)}")
+        if not (0 < adv["eps"] <= 1 and 0 < adv["step_size"] <= 1 and adv["steps"] >= 1):
+            raise UserError(f"adversarial training settings out of range: {adv} "
+                            "(eps and step size in (0,1] pixel units, steps >= 1)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -67,7 +109,9 @@ class TrainSpec:
     @property
     def digest(self) -> str:
         """Hash of the canonical JSON of the spec: same spec, same run directory."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        d = {k: v for k, v in self.to_dict().items()
+             if k not in _HASHED_ONLY_IF_SET or v != _HASHED_ONLY_IF_SET[k]}
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
     @property

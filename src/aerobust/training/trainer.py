@@ -1,5 +1,11 @@
-"""The training loop: one function for classifiers and autoencoders, resumable to the
-bit from a saved state (model, optimizer, schedule and every random generator)."""
+"""The training loop: one function for classifiers, autoencoders and latent classifiers
+(joint or alternating with reconstruction, the paper's Sec. 3.2), optionally on PGD
+adversarial batches; resumable to the bit from a saved state (model, optimizers,
+schedules and every random generator).
+
+Adversarial training is the one place training uses an attack; attacks depend on nothing
+in training, so data still flows one way.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from aerobust.attacks.pgd import PGD
 from aerobust.data import Dataset, random_crop_flip
 from aerobust.errors import UserError
 from aerobust.metrics import classifier_scores, reconstruction_mse
-from aerobust.models import ConvAE, build_model
-from aerobust.training.losses import make_loss
+from aerobust.models import ConvAE, LatentClassifier, build_model
+from aerobust.training.losses import Loss, make_loss
 from aerobust.training.spec import TrainSpec
 
 State = dict[str, Any]
@@ -25,11 +33,55 @@ class TrainingDiverged(UserError):
     """The loss became NaN or infinite: the settings (usually the learning rate) are off."""
 
 
-def _optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
+def _optimizer(spec: TrainSpec, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     if spec.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
                                weight_decay=spec.weight_decay, nesterov=spec.momentum > 0)
-    return torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+def _optimizers(spec: TrainSpec, model: nn.Module) -> list[torch.optim.Optimizer]:
+    """One optimizer over the whole model; the alternating method adds a second one over
+    the autoencoder for its reconstruction steps, so the two losses keep separate
+    moment estimates."""
+    opts = [_optimizer(spec, list(model.parameters()))]
+    if spec.method == "alternating" and spec.gamma > 0:
+        opts.append(_optimizer(spec, list(model.autoencoder.parameters())))
+    return opts
+
+
+def adversarial_batch(spec: TrainSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      seed: int) -> torch.Tensor:
+    """PGD examples against the current model (Madry): the final iterate, fresh random
+    start per batch from ``seed``; the model's train mode is restored afterwards."""
+    adv = spec.adversarial
+    attack = PGD(eps=adv["eps"], steps=adv["steps"], step_size=adv["step_size"], seed=seed,
+                 keep="last")
+    return attack(model, x, y).x_adv
+
+
+def _steps(spec: TrainSpec, model: nn.Module, opts: list[torch.optim.Optimizer],
+           loss_fn: Loss, x: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
+    """The losses of the optimizer steps one batch makes (1, or 1 + gamma)."""
+
+    def step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
+        if not torch.isfinite(loss):
+            return loss  # reported by the caller before any weight changes
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    if spec.method == "regularization" and spec.lam > 0:
+        assert isinstance(model, LatentClassifier)
+        logits, recon = model.forward_both(x)
+        return [step(opts[0], loss_fn(logits, target) + spec.lam * F.mse_loss(recon, x))]
+    losses = [step(opts[0], loss_fn(model(x), target))]
+    for _ in range(spec.gamma if spec.method == "alternating" else 0):
+        if not torch.isfinite(losses[-1]):
+            break
+        losses.append(step(opts[1], F.mse_loss(model.autoencoder(x), x)))
+    return losses
 
 
 def _scheduler(
@@ -46,7 +98,10 @@ def evaluate_model(spec: TrainSpec, model: nn.Module, dataset: Dataset) -> dict[
     if spec.kind == "autoencoder":
         return {"test_mse": reconstruction_mse(model, dataset.x_test)}
     acc, loss = classifier_scores(model, dataset.x_test, dataset.y_test)
-    return {"test_accuracy": acc, "test_loss": loss}
+    scores = {"test_accuracy": acc, "test_loss": loss}
+    if isinstance(model, LatentClassifier):  # how much the decoder still reconstructs
+        scores["test_mse"] = reconstruction_mse(model.autoencoder, dataset.x_test)
+    return scores
 
 
 def fit(
@@ -67,16 +122,17 @@ def fit(
     if isinstance(model, ConvAE):
         model.init_output_bias(float(dataset.x_train.mean()))
     model.to(device)
-    opt = _optimizer(spec, model)
-    sched = _scheduler(spec, opt)
+    opts = _optimizers(spec, model)
+    scheds = [_scheduler(spec, opt) for opt in opts]
     gen = torch.Generator().manual_seed(spec.seed)
     loss_fn = make_loss(spec.loss, **spec.loss_kwargs)
     history: list[dict[str, float]] = []
     start = 0
     if state is not None:
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        for obj, saved in zip([*opts, *scheds], [*state["optimizers"], *state["schedulers"]],
+                              strict=True):
+            obj.load_state_dict(saved)
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         history, start = list(state["history"]), int(state["epoch"])
@@ -99,18 +155,19 @@ def fit(
                     xb = random_crop_flip(xb, generator=gen)
                 xb = xb.to(device, non_blocking=True)
                 target = xb if spec.kind == "autoencoder" else y[idx].to(device)
-                loss = loss_fn(model(xb), target)
+                if spec.adversarial:
+                    xb = adversarial_batch(spec, model, xb, target,
+                                           seed=(spec.seed * 10_000 + epoch) * 100_000 + b)
+                loss = _steps(spec, model, opts, loss_fn, xb, target)[0]
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
                         f"{spec.run_name}: loss became {float(loss.detach())} at epoch "
                         f"{epoch + 1}, batch {b + 1}; try a lower learning rate (now {spec.lr})"
                     )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
                 total += float(loss.detach()) * len(idx)
                 bar.update()
-            sched.step()
+            for sched in scheds:
+                sched.step()
             row = {"epoch": epoch + 1, "train_loss": total / n,
                    **evaluate_model(spec, model, dataset),
                    "seconds": time.perf_counter() - t0}
@@ -120,8 +177,8 @@ def fit(
                 save_state({
                     "epoch": epoch + 1,
                     "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
+                    "optimizers": [opt.state_dict() for opt in opts],
+                    "schedulers": [sched.state_dict() for sched in scheds],
                     "generator": gen.get_state(),
                     "torch_rng": torch.get_rng_state(),
                     "history": history,

@@ -1,0 +1,132 @@
+"""Joint latent-classifier training and PGD adversarial training (issue: robust features)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from aerobust.errors import UserError
+from aerobust.models import build_model, load_model
+from aerobust.training import RunStore, default_spec
+from aerobust.training.losses import make_loss
+from aerobust.training.trainer import _optimizers, _steps, adversarial_batch
+from tests.conftest import make_dataset
+
+
+def _latent_spec(ds, **kw):
+    return default_spec("latent-classifier", ds, epochs=kw.pop("epochs", 2), batch_size=32, **kw)
+
+
+def _decoder_grads(model) -> list[torch.Tensor | None]:
+    return [p.grad for p in model.autoencoder.decoder.parameters()]
+
+
+def test_regularization_with_lambda_zero_never_reaches_the_decoder() -> None:
+    ds = make_dataset()
+    x, y = ds.x_train[:16], ds.y_train[:16]
+    for lam, reaches in ((0.0, False), (1.0, True)):
+        spec = _latent_spec(ds, method="regularization", lam=lam)
+        torch.manual_seed(0)
+        model = build_model(spec.arch, **spec.arch_kwargs)
+        _steps(spec, model, _optimizers(spec, model), make_loss("ce"), x, y)
+        grads = _decoder_grads(model)
+        if reaches:
+            assert all(g is not None for g in grads) and any(float(g.abs().sum()) > 0
+                                                             for g in grads)
+        else:
+            assert all(g is None for g in grads)
+
+
+@pytest.mark.parametrize("gamma", [0, 1, 2])
+def test_alternating_makes_one_plus_gamma_optimizer_steps_per_batch(gamma: int) -> None:
+    ds = make_dataset()
+    spec = _latent_spec(ds, method="alternating", gamma=gamma)
+    model = build_model(spec.arch, **spec.arch_kwargs)
+    opts = _optimizers(spec, model)
+    counts = [0] * len(opts)
+    for i, opt in enumerate(opts):
+        opt.register_step_post_hook(lambda *_, i=i: counts.__setitem__(i, counts[i] + 1))
+    before = [p.clone() for p in model.autoencoder.decoder.parameters()]
+    _steps(spec, model, opts, make_loss("ce"), ds.x_train[:16], ds.y_train[:16])
+    assert counts == ([1, gamma] if gamma else [1])
+    moved = any(not torch.equal(a, b)
+                for a, b in zip(before, model.autoencoder.decoder.parameters(), strict=True))
+    assert moved == (gamma > 0)  # only reconstruction steps move the decoder
+
+
+def test_alternating_with_gamma_zero_is_plain_ce_training(tmp_path: Path) -> None:
+    ds = make_dataset()
+    store = RunStore(tmp_path)
+    plain = store.train(_latent_spec(ds), ds, "cpu", progress=False)
+    alt = store.train(_latent_spec(ds, method="alternating", gamma=0), ds, "cpu",
+                      progress=False)
+    assert plain.path != alt.path
+    a, b = load_model(plain.checkpoint).state_dict(), load_model(alt.checkpoint).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    def figures(run):
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in run.metrics["history"]]
+
+    assert figures(plain) == figures(alt)
+
+
+def test_latent_training_resumes_bit_exactly(tmp_path: Path) -> None:
+    ds = make_dataset()
+    spec = _latent_spec(ds, method="alternating", gamma=1, epochs=3)
+    whole = RunStore(tmp_path / "a").train(spec, ds, "cpu", progress=False)
+
+    def stop(epoch: int) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    cut = RunStore(tmp_path / "b")
+    with pytest.raises(KeyboardInterrupt):
+        cut.train(spec, ds, "cpu", progress=False, on_epoch_end=stop)
+    resumed = cut.train(spec, ds, "cpu", progress=False)
+    a, b = load_model(whole.checkpoint).state_dict(), load_model(resumed.checkpoint).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert "test_mse" in resumed.metrics
+
+
+def test_adversarial_batches_are_adversarial_for_the_current_model(tmp_path: Path) -> None:
+    ds = make_dataset()
+    spec = default_spec("lenet5", ds, epochs=3, batch_size=16,
+                        adversarial={"eps": 0.1, "steps": 5, "step_size": 0.04})
+    model = RunStore(tmp_path).train(spec.replace(adversarial={}), ds, "cpu",
+                                     progress=False).load()
+    model.train()
+    x, y = ds.x_test, ds.y_test
+    x_adv = adversarial_batch(spec, model, x, y, seed=3)
+    assert model.training  # the attack restored train mode
+    assert float((x_adv - x).abs().max()) <= 0.1 + 1e-6
+    with torch.no_grad():
+        assert F.cross_entropy(model(x_adv), y) > F.cross_entropy(model(x), y)
+    # and the training loop trains on them: another run, other weights
+    adv_run = RunStore(tmp_path).train(spec, ds, "cpu", progress=False)
+    assert adv_run.path.name != spec.replace(adversarial={}).run_name
+
+
+def test_spec_checks_for_the_new_methods() -> None:
+    ds = make_dataset()
+    with pytest.raises(UserError, match="latent-classifier"):
+        default_spec("lenet5", ds, method="alternating", gamma=1)
+    with pytest.raises(UserError, match="only by the regularization"):
+        _latent_spec(ds, method="alternating", lam=1.0)
+    with pytest.raises(UserError, match="unknown training method"):
+        _latent_spec(ds, method="joint")
+    with pytest.raises(UserError, match="adversarial"):
+        default_spec("lenet5", ds, adversarial={"eps": 0.3})
+    with pytest.raises(UserError, match="out of range"):
+        default_spec("lenet5", ds, adversarial={"eps": 3, "steps": 1, "step_size": 0.1})
+
+
+def test_new_fields_at_defaults_keep_old_run_names() -> None:
+    ds = make_dataset()
+    spec = default_spec("lenet5", ds)
+    assert spec.run_name == spec.replace(method="standard", lam=0.0, gamma=0,
+                                         adversarial={}).run_name
+    assert spec.run_name != default_spec("lenet5", ds, adversarial={
+        "eps": 0.3, "steps": 40, "step_size": 0.01}).run_name

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from aerobust.data import Dataset
 
@@ -43,3 +45,26 @@ def mnist_dir() -> Path:
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip("the MNIST test split is not in ../shared/data/mnist")
     return SHARED_MNIST
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads, and two OpenMP threads on two busy cores
+    make every op ~100x slower; restored so other tests are unaffected."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def fit_by_gradient_descent(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                            steps: int, lr: float = 0.5) -> nn.Module:
+    """Full-batch gradient descent on CE: fast, because ``torch.optim`` would import
+    ``torch._dynamo``, which costs seconds."""
+    params = list(model.parameters())
+    for _ in range(steps):
+        loss = nn.functional.cross_entropy(model(x), y)
+        with torch.no_grad():
+            for param, grad in zip(params, torch.autograd.grad(loss, params), strict=True):
+                param -= lr * grad
+    return model

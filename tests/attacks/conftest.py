@@ -4,13 +4,15 @@ builds or trains in about a second on two CPU cores."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
+
+from tests.conftest import fit_by_gradient_descent
 
 
 class Recorder(nn.Module):
@@ -56,14 +58,11 @@ def recorder() -> type[Recorder]:
     return Recorder
 
 
+
+
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and two OpenMP threads on two busy cores
-    make every op ~100x slower; restored so other test folders are unaffected."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _attack_tests_on_one_thread(one_thread: None) -> None:
+    """Every attack test runs on one thread (``one_thread`` in the top conftest)."""
 
 
 @dataclass
@@ -86,13 +85,7 @@ def trained(digits: Digits) -> nn.Module:
     descent: ``torch.optim`` would import ``torch._dynamo``, which costs seconds)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    model = make_mlp(hidden=64)
-    params = list(model.parameters())
-    for _ in range(300):
-        loss = nn.functional.cross_entropy(model(digits.x), digits.y)
-        with torch.no_grad():
-            for param, grad in zip(params, torch.autograd.grad(loss, params), strict=True):
-                param -= 0.5 * grad
+    model = fit_by_gradient_descent(make_mlp(hidden=64), digits.x, digits.y, steps=300)
     torch.set_num_threads(threads)
     model.eval().requires_grad_(False)
     with torch.no_grad():

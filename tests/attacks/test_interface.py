@@ -45,7 +45,7 @@ def test_get_is_case_insensitive_and_resolves_defaults() -> None:
     attack = get("PGD", eps=0.2)
     assert attack.params() == {
         "eps": 0.2, "steps": 40, "step_size": 2.5 * 0.2 / 40, "restarts": 1,
-        "random_start": True, "seed": 0,
+        "random_start": True, "seed": 0, "keep": "first",
     }
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from aerobust.attacks import PGD
+from aerobust.errors import UserError
 
 
 @settings(
@@ -73,6 +74,32 @@ def test_keeps_first_fooling_iterate_else_the_last(
         result.success.view(-1, 1, 1, 1), iterates[first, torch.arange(64)], iterates[-1]
     )
     assert torch.equal(result.x_adv, expected)
+
+
+def test_keep_last_returns_the_final_iterate(
+    digits: Any, trained: nn.Module, recorder: type[nn.Module]
+) -> None:
+    """keep="last" (for transfer): every sample keeps the last iterate, success is read
+    from it alone, and no early stop cuts the steps short."""
+    x, y = digits.x[:64], digits.y[:64]
+    model = recorder(trained)
+    result = PGD(eps=0.08, steps=8, keep="last")(model, x, y)
+    assert len(model.seen) == 9 and result.forwards == 9
+    assert torch.equal(result.x_adv, model.seen[-1])
+    with torch.no_grad():
+        assert torch.equal(result.success, trained(model.seen[-1]).argmax(1) != y)
+    first = PGD(eps=0.08, steps=8)(trained, x, y)
+    assert 0 < first.success.sum() < 64
+    # the last iterate lies deeper: a larger CE loss than the first fooling one
+    with torch.no_grad():
+        deeper = F.cross_entropy(trained(result.x_adv), y, reduction="none")
+        shallow = F.cross_entropy(trained(first.x_adv), y, reduction="none")
+    assert deeper[first.success].mean() > shallow[first.success].mean()
+
+
+def test_keep_is_validated() -> None:
+    with pytest.raises(UserError, match="keep must be one of first, last"):
+        PGD(eps=0.1, keep="best")
 
 
 def test_restarts_reattack_only_unfooled_samples(

@@ -9,23 +9,28 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from aerobust.attacks.base import Attack, CountedModel, batch_view, check_bool, check_number
+from aerobust.errors import UserError
+
+KEEP = ("first", "last")
 
 
 @dataclass(frozen=True)
 class PGD(Attack):
     """Signed-gradient ascent on the CE loss, projected onto the eps-ball and [0,1].
 
-    Per sample, the first iterate that fools the model is kept (a minimal-effort
-    adversarial); a sample never fooled keeps the final iterate of the last restart it
-    ran. Restarts re-attack only the samples still unfooled, so a sample counts robust
-    only if it survives every restart.
+    ``keep="first"`` (default): per sample, the first iterate that fools the model is
+    kept (a minimal-effort adversarial, barely over the boundary); a sample never fooled
+    keeps the final iterate of the last restart it ran. ``keep="last"``: every sample
+    keeps the final iterate and counts fooled by it alone; it sits deeper in the wrong
+    class, the usual choice for transfer to another model. Restarts re-attack only the
+    samples still unfooled, so a sample counts robust only if it survives every restart.
 
     Cost per restart, for the samples it runs on: ``steps`` forward+backward passes plus
     one forward for the final iterate, i.e. at most ``forwards = restarts * (steps + 1)``
     and ``backwards = restarts * steps``; fewer when every sample is fooled early.
     Whether iterate k fools the model is read from the logits of the forward pass that
     also yields its gradient, so there is no extra forward per step. ``eps == 0`` is a
-    single forward (the ball is a point).
+    single forward (the ball is a point). With ``keep="last"`` every step runs.
 
     ``step_size`` defaults to ``2.5 * eps / steps``. Random starts come from a CPU
     generator seeded with ``seed`` at each call, so results are reproducible on any
@@ -39,6 +44,7 @@ class PGD(Attack):
     restarts: int = 1
     random_start: bool = True
     seed: int = 0
+    keep: str = "first"
 
     def __post_init__(self) -> None:
         check_number(self.name, "eps", self.eps, 0.0, 1.0)
@@ -50,6 +56,9 @@ class PGD(Attack):
         check_number(self.name, "restarts", self.restarts, 1, integer=True)
         check_bool(self.name, "random_start", self.random_start)
         check_number(self.name, "seed", self.seed, 0, integer=True)
+        if self.keep not in KEEP:
+            raise UserError(f"{self.name}: keep must be one of {', '.join(KEEP)}, "
+                            f"got {self.keep!r}")
 
     def _attack(self, model: CountedModel, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         if self.eps == 0:
@@ -91,6 +100,8 @@ class PGD(Attack):
             with torch.set_grad_enabled(not last):
                 logits = model(current.requires_grad_(not last))
             newly = (logits.argmax(dim=1) != y) & ~fooled
+            if self.keep == "last" and not last:
+                newly.zero_()  # only the final iterate decides
             if newly.any():  # copy only the rows just fooled: they keep this iterate
                 adv[newly] = current.detach()[newly]
                 fooled |= newly

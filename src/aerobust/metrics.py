@@ -1,10 +1,14 @@
-"""Batched measurements of trained models: accuracy, loss, reconstruction error."""
+"""Batched measurements of trained models: accuracy, loss, reconstruction error and the
+input-gradient amplitude."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from aerobust.attacks.base import attack_mode
+from aerobust.errors import UserError
 
 
 @torch.no_grad()
@@ -39,3 +43,40 @@ def reconstruction_mse(model: nn.Module, x: torch.Tensor, batch_size: int = 512)
         xb = x[i : i + batch_size].to(device)
         total += float(F.mse_loss(model(xb), xb, reduction="sum"))
     return total / x.numel()
+
+
+GRADIENT_TARGETS = ("true", "predicted", "loss")
+
+
+def gradient_amplitude(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                       target: str = "true", batch_size: int = 256) -> float:
+    """Mean over ``x`` of the L1 norm of an input gradient: the paper's Table 4 (eq. 2).
+
+    ``target="true"``: of the softmax probability of the true class (DESIGN.md's reading
+    of the paper's "gradient after the softmax layer"); ``"predicted"``: of the predicted
+    class's probability; ``"loss"``: of the cross-entropy loss. Small values flag
+    gradient masking: attacks that follow the gradient find little to follow.
+
+    One backward per batch of the sum of the per-sample scalars: in eval mode samples do
+    not interact, so the gradient of the sum w.r.t. each input is that sample's own.
+    """
+    if target not in GRADIENT_TARGETS:
+        raise UserError(f"gradient target must be one of {', '.join(GRADIENT_TARGETS)}, "
+                        f"got {target!r}")
+    if len(x) != len(y) or len(x) == 0:
+        raise UserError(f"need as many labels as images (>0), got {len(x)} and {len(y)}")
+    device = next(model.parameters()).device
+    total = torch.zeros((), dtype=torch.float64)
+    with attack_mode(model), torch.enable_grad():
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size].to(device).requires_grad_(True)
+            yb = y[i : i + batch_size].to(device)
+            logits = model(xb)
+            if target == "loss":
+                scalar = F.cross_entropy(logits, yb, reduction="sum")
+            else:
+                cls = yb if target == "true" else logits.detach().argmax(dim=1)
+                scalar = logits.softmax(dim=1).gather(1, cls[:, None]).sum()
+            (grad,) = torch.autograd.grad(scalar, xb)
+            total += grad.abs().flatten(1).sum(dim=1).double().sum().cpu()
+    return float(total) / len(x)

@@ -1,7 +1,7 @@
 """White-box attacks: ``attack(model, x, y) -> AttackResult``, all untargeted in [0,1].
 
 Build one by name with ``get("pgd", eps=8/255)``; run it over a dataset with
-``evaluate``.
+``evaluate``, or craft on a substitute and score on a target with ``transfer``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from aerobust.attacks.deepfool import DeepFool
 from aerobust.attacks.evaluate import Evaluation, evaluate
 from aerobust.attacks.fgsm import FGSM
 from aerobust.attacks.pgd import PGD
+from aerobust.attacks.transfer import Transfer, craft, relabelled, score, transfer
 from aerobust.errors import UserError
 
 ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, PGD, CW, DeepFool)}
@@ -51,7 +52,12 @@ __all__ = [
     "AttackResult",
     "DeepFool",
     "Evaluation",
+    "Transfer",
     "attack_mode",
+    "craft",
     "evaluate",
     "get",
+    "relabelled",
+    "score",
+    "transfer",
 ]

@@ -6,11 +6,13 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from aerobust.data import Dataset
+from aerobust.training import RunStore
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -68,3 +70,19 @@ def fit_by_gradient_descent(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             for param, grad in zip(params, torch.autograd.grad(loss, params), strict=True):
                 param -= lr * grad
     return model
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 4-class synthetic dataset (48 train / 12 test) as ``npz:PATH``, once per module."""
+    ds = make_dataset(n_train=48, n_test=12, classes=4)
+    path = tmp_path_factory.mktemp("data") / "d.npz"
+    np.savez(path, x_train=ds.x_train.numpy(), y_train=ds.y_train.numpy(),
+             x_test=ds.x_test.numpy(), y_test=ds.y_test.numpy())
+    return f"npz:{path}"
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory: pytest.TempPathFactory) -> RunStore:
+    """One store for a module: every model trains once and is shared, as in use."""
+    return RunStore(tmp_path_factory.mktemp("store"))

@@ -1,6 +1,6 @@
 """Training specs, the training loop and the content-addressed run store."""
 
-from aerobust.training.defaults import data_family, default_spec
+from aerobust.training.defaults import adversarial_settings, data_family, default_spec
 from aerobust.training.losses import LOSSES, make_loss
 from aerobust.training.spec import TrainSpec
 from aerobust.training.store import Run, RunStore, default_store
@@ -12,6 +12,7 @@ __all__ = [
     "RunStore",
     "TrainSpec",
     "TrainingDiverged",
+    "adversarial_settings",
     "data_family",
     "default_spec",
     "default_store",

@@ -30,6 +30,22 @@ _DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+# Madry PGD adversarial training per data family (DESIGN.md), [0,1] pixel units.
+ADVERSARIAL_DEFAULTS: dict[str, dict[str, float]] = {
+    "digits": {"eps": 0.3, "steps": 40, "step_size": 0.01},
+    "mnist": {"eps": 0.3, "steps": 40, "step_size": 0.01},
+    "cifar": {"eps": 8 / 255, "steps": 7, "step_size": 2 / 255},
+}
+
+
+def adversarial_settings(dataset: Dataset, **overrides: float | None) -> dict[str, float]:
+    """The family's PGD-training settings with the given (non-None) ones replaced."""
+    settings = dict(ADVERSARIAL_DEFAULTS[data_family(dataset)])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    settings["steps"] = int(settings["steps"])
+    return settings
+
+
 def default_spec(arch: str, dataset: Dataset, **overrides: Any) -> TrainSpec:
     """The spec for training ``arch`` on ``dataset``; ``overrides`` (not None) win."""
     kind = model_kind(arch)

@@ -130,3 +130,30 @@ def test_new_fields_at_defaults_keep_old_run_names() -> None:
                                          adversarial={}).run_name
     assert spec.run_name != default_spec("lenet5", ds, adversarial={
         "eps": 0.3, "steps": 40, "step_size": 0.01}).run_name
+
+
+def test_cli_trains_latent_and_adversarial_classifiers(tmp_path: Path, capsys) -> None:
+    import json
+
+    import numpy as np
+
+    from aerobust.cli import main
+
+    ds = make_dataset(n_train=48, n_test=12)
+    np.savez(tmp_path / "d.npz", x_train=ds.x_train.numpy(), y_train=ds.y_train.numpy(),
+             x_test=ds.x_test.numpy(), y_test=ds.y_test.numpy())
+    common = ["--dataset", f"npz:{tmp_path / 'd.npz'}", "--epochs", "1", "--store",
+              str(tmp_path / "s"), "--quiet", "--json"]
+    assert main(["train", "latent", "--method", "alternating", "--gamma", "2", *common]) == 0
+    latent = json.loads(capsys.readouterr().out)
+    spec = json.loads((Path(latent["run"]) / "spec.json").read_text())
+    assert (spec["method"], spec["gamma"], spec["arch"]) == ("alternating", 2,
+                                                            "latent-classifier")
+    assert main(["train", "classifier", "--adversarial", "pgd", "--eps", "51", "--steps", "2",
+                 *common]) == 0
+    adv = json.loads(capsys.readouterr().out)
+    spec = json.loads((Path(adv["run"]) / "spec.json").read_text())
+    assert spec["adversarial"] == {"eps": pytest.approx(0.2), "steps": 2, "step_size": 0.01}
+    assert main(["train", "latent", "--method", "regularization", "--gamma", "1",
+                 *common]) == 2
+    assert "only by the alternating" in capsys.readouterr().err

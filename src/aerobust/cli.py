@@ -12,6 +12,8 @@ from typing import Any
 from aerobust.errors import UserError
 
 EXIT_USER_ERROR = 2
+# the paper's order; kept here so that --help imports no torch
+EXPERIMENT_NAMES = ("table1", "table2", "figure2", "table3", "table4", "figure4")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,6 +60,24 @@ def _check_fits(path: Path, dataset: Any) -> None:
         )
 
 
+def _adversarial(args: argparse.Namespace, dataset: Any) -> dict[str, float]:
+    """PGD-training settings from --eps/--step-size (0-255 units); {} without --adversarial."""
+    from aerobust.training import adversarial_settings
+
+    given = {"--eps": args.eps, "--steps": args.steps, "--step-size": args.step_size}
+    if args.adversarial is None:
+        if any(v is not None for v in given.values()):
+            raise UserError("--eps, --steps and --step-size need --adversarial pgd")
+        return {}
+    for flag in ("--eps", "--step-size"):
+        value = given[flag]
+        if value is not None and not 0 < value <= 255:
+            raise UserError(f"{flag} {value} must be in (0, 255] pixel units")
+    return adversarial_settings(
+        dataset, eps=None if args.eps is None else args.eps / 255, steps=args.steps,
+        step_size=None if args.step_size is None else args.step_size / 255)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from aerobust.data import load_dataset
     from aerobust.training import RunStore, default_spec
@@ -69,9 +89,14 @@ def cmd_train(args: argparse.Namespace) -> None:
         kwargs = loss_kwargs(args.loss, temperature=args.temperature, alpha=args.gce_alpha,
                              normalizer=args.gce_normalizer)
         loss = {"loss": args.loss, "loss_kwargs": kwargs}
+    extra: dict[str, Any] = {}
+    if args.what == "latent":
+        extra = {"method": args.method, "lam": args.lam, "gamma": args.gamma}
+    elif args.what == "classifier":
+        extra = {"adversarial": _adversarial(args, dataset)}
     spec = default_spec(args.arch, dataset, epochs=args.epochs, seed=args.seed, lr=args.lr,
-                        batch_size=args.batch_size, **loss)
-    if spec.kind != args.what:
+                        batch_size=args.batch_size, **loss, **extra)
+    if spec.kind != args.what and args.what != "latent":
         raise UserError(f"--arch {args.arch} is a {spec.kind}, not a {args.what}")
     run = RunStore(args.store).train(spec, dataset, device=args.device, progress=not args.quiet)
     m = run.metrics
@@ -191,27 +216,101 @@ def cmd_attack(args: argparse.Namespace) -> None:
     ])
 
 
+def _numbers(flag: str, text: str | None) -> tuple[float, ...] | None:
+    try:
+        return None if text is None else tuple(float(e) for e in text.split(","))
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected numbers separated by commas") from None
+
+
+def _experiment_config(args: argparse.Namespace, **fixed: Any) -> Any:
+    """The ExperimentConfig the experiment options describe; ``fixed`` (a preset's
+    settings) fills what the user left unset."""
+    from aerobust.experiments import ExperimentConfig
+
+    given = {
+        "dataset": args.dataset,
+        "data_dir": None if args.data_dir is None else str(args.data_dir),
+        "classifier": args.classifier, "classifier_epochs": args.classifier_epochs,
+        "ae_epochs": args.ae_epochs, "eps": _numbers("--eps", args.eps), "n_eval": args.n,
+        "n_cw": args.n_cw, "cw_steps": args.cw_steps, "cw_binary_steps": args.cw_binary_steps,
+        "pgd_steps": args.pgd_steps, "pgd_restarts": args.pgd_restarts, "seed": args.seed,
+        "batch_size": args.batch_size, "substitute_labels": args.substitute_labels,
+        "transfer_keep": args.transfer_keep, "temperature": args.temperature,
+        "gce_alpha": args.gce_alpha, "eps_sweep": _numbers("--eps-sweep", args.eps_sweep),
+        "masking_n": args.masking_n, "masking_pgd_steps": args.masking_pgd_steps,
+        "substitute_epochs": args.substitute_epochs,
+        "lambdas": _numbers("--lambdas", args.lambdas),
+        "gammas": _numbers("--gammas", args.gammas), "sweep_attack": args.sweep_attack,
+    }
+    if given["gammas"] is not None:
+        if any(g != int(g) for g in given["gammas"]):
+            raise UserError(f"--gammas {args.gammas!r}: expected whole numbers")
+        given["gammas"] = tuple(int(g) for g in given["gammas"])
+    settings = {**fixed, **{k: v for k, v in given.items() if v is not None}}
+    return ExperimentConfig(**settings)
+
+
 def cmd_experiment(args: argparse.Namespace) -> None:
-    from aerobust.experiments import ExperimentConfig, Workspace, run_experiment
+    from aerobust.experiments import Workspace, run_experiment
     from aerobust.training import RunStore
 
-    try:
-        eps = None if args.eps is None else tuple(float(e) for e in args.eps.split(","))
-    except ValueError:
-        raise UserError(f"--eps {args.eps!r}: expected numbers separated by commas") from None
-    config = ExperimentConfig(
-        dataset=args.dataset, data_dir=None if args.data_dir is None else str(args.data_dir),
-        classifier=args.classifier, classifier_epochs=args.classifier_epochs,
-        ae_epochs=args.ae_epochs, eps=eps, n_eval=args.n, n_cw=args.n_cw,
-        cw_steps=args.cw_steps, cw_binary_steps=args.cw_binary_steps,
-        pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts, seed=args.seed,
-        batch_size=args.batch_size,
-    )
+    config = _experiment_config(args)
     ws = Workspace(config, RunStore(args.store), device=args.device, progress=not args.quiet)
     out = args.out or Path("results") / ws.dataset.name.replace(":", "-").replace("/", "_")
     rows, paths = run_experiment(args.name, ws, out)
     text = Path(paths["md"]).read_text()
     _emit(args, {"outputs": paths, "rows": rows}, [text, *(f"wrote {p}" for p in paths.values())])
+
+
+def _experiment_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``experiment`` and ``reproduce``; None means: the preset's, else
+    ExperimentConfig's default."""
+    from aerobust.models import CLASSIFIERS
+
+    p.add_argument("--classifier", default=None, choices=CLASSIFIERS,
+                   help="default: lenet5 for grey data, vgg16 for colour data")
+    p.add_argument("--classifier-epochs", type=int, default=None)
+    p.add_argument("--ae-epochs", type=int, default=None)
+    p.add_argument("--eps", default=None,
+                   help="comma-separated epsilons in 0-255 units (default: the paper's)")
+    p.add_argument("--n", type=int, default=None, help="test images (default: all)")
+    p.add_argument("--n-cw", type=int, default=None, help="test images for CW (default 1000)")
+    p.add_argument("--cw-steps", type=int, default=None,
+                   help="CW iterations per binary-search step (default 1000; 100 on digits)")
+    p.add_argument("--cw-binary-steps", type=int, default=None,
+                   help="CW binary-search steps over c (default 9; 5 on digits)")
+    p.add_argument("--pgd-steps", type=int, default=None, help="default 40")
+    p.add_argument("--pgd-restarts", type=int, default=None, help="default 1")
+    p.add_argument("--batch-size", type=int, default=None, help="default 256")
+    p.add_argument("--seed", type=int, default=None, help="default 0")
+    masking = p.add_argument_group("gradient-masking checks (table2, figure2)")
+    masking.add_argument("--masking-n", type=int, default=None,
+                         help="test images (default: 100 on digits, else --n)")
+    masking.add_argument("--masking-pgd-steps", type=int, default=None,
+                         help="PGD steps (default: 10 on digits, else --pgd-steps)")
+    masking.add_argument("--substitute-labels", default=None, choices=("true", "target"),
+                         help="train substitutes on the true labels (default) or on the "
+                              "target's predictions")
+    masking.add_argument("--substitute-epochs", type=int, default=None,
+                         help="training epochs of the substitutes (classifier and AE; "
+                              "default: as many as the targets)")
+    masking.add_argument("--transfer-keep", default=None, choices=("first", "last"),
+                         help="PGD iterate to transfer (default: last)")
+    masking.add_argument("--eps-sweep", default=None,
+                         help="figure2 epsilons, comma-separated 0-255 units "
+                              "(default: 0,10,20,30,40,60,80 grey; 0,1,2,4,6,8,10 colour)")
+    masking.add_argument("--temperature", type=float, default=None,
+                         help="T of C+T, in training only (default 2.5)")
+    masking.add_argument("--gce-alpha", type=float, default=None,
+                         help="alpha of C+GCE (default 1/3)")
+    robust = p.add_argument_group("robust features (table3, figure4)")
+    robust.add_argument("--lambdas", default=None,
+                        help="table3 (a) weights of the reconstruction loss (default 0,1,4)")
+    robust.add_argument("--gammas", default=None,
+                        help="table3 (b) reconstruction steps per CE step (default 0,1,2)")
+    robust.add_argument("--sweep-attack", default=None, choices=("fgsm", "pgd"),
+                        help="figure4's attack over the eps sweep (default pgd)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,8 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a classifier or autoencoder into the run store")
     train_sub = train.add_subparsers(dest="what", required=True, parser_class=_Parser)
     for what, archs, default in (("classifier", CLASSIFIERS, "lenet5"),
-                                 ("autoencoder", AUTOENCODERS, "conv-ae")):
-        p = train_sub.add_parser(what, help=f"train a {what}")
+                                 ("autoencoder", AUTOENCODERS, "conv-ae"),
+                                 ("latent", ("latent-classifier",), "latent-classifier")):
+        p = train_sub.add_parser(what, help=f"train a {what}" if what != "latent" else
+                                 "train a classifier on the AE encoder's latent features, "
+                                 "jointly with reconstruction (the paper's Table 3)")
         p.add_argument("--arch", default=default, choices=archs)
         p.add_argument("--epochs", type=int, default=None, help="default: per data family")
         p.add_argument("--seed", type=int, default=0)
@@ -243,6 +345,23 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--gce-normalizer", default=None, choices=("k-1", "k"),
                            help="GCE divides by log(K-1) (default, the paper) or log K "
                                 "(the authors' code)")
+        if what == "classifier":
+            adv = p.add_argument_group("PGD adversarial training (Madry)")
+            adv.add_argument("--adversarial", choices=("pgd",), default=None,
+                             help="train on PGD examples against the model being trained")
+            adv.add_argument("--eps", type=float, default=None,
+                             help="0-255 pixel units (default: 76.5 = 0.3 grey, 8 colour)")
+            adv.add_argument("--steps", type=int, default=None,
+                             help="PGD steps (default: 40 grey, 7 colour)")
+            adv.add_argument("--step-size", type=float, default=None,
+                             help="0-255 pixel units (default: 2.55 = 0.01 grey, 2 colour)")
+        if what == "latent":
+            p.add_argument("--method", default="regularization",
+                           choices=("regularization", "alternating"),
+                           help="regularization: L = Lce + lambda*Lrec; alternating: one CE "
+                                "step, then gamma reconstruction steps per batch")
+            p.add_argument("--lam", type=float, default=0.0, help="lambda (regularization)")
+            p.add_argument("--gamma", type=int, default=0, help="gamma (alternating)")
         _common(p, store=True)
         p.set_defaults(func=cmd_train)
 
@@ -268,25 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     att.set_defaults(func=cmd_attack)
 
     exp = sub.add_parser("experiment", help="run one of the paper's tables or figures")
-    exp.add_argument("name", choices=("table1",))
+    exp.add_argument("name", choices=tuple(EXPERIMENT_NAMES))
     exp.add_argument("--out", type=Path, default=None,
                      help="output folder (default results/<dataset>)")
-    exp.add_argument("--classifier", default=None, choices=CLASSIFIERS,
-                     help="default: lenet5 for grey data, vgg16 for colour data")
-    exp.add_argument("--classifier-epochs", type=int, default=None)
-    exp.add_argument("--ae-epochs", type=int, default=None)
-    exp.add_argument("--eps", default=None,
-                     help="comma-separated epsilons in 0-255 units (default: the paper's)")
-    exp.add_argument("--n", type=int, default=None, help="test images (default: all)")
-    exp.add_argument("--n-cw", type=int, default=1000, help="test images for CW")
-    exp.add_argument("--cw-steps", type=int, default=None,
-                     help="CW iterations per binary-search step (default 1000; 100 on digits)")
-    exp.add_argument("--cw-binary-steps", type=int, default=None,
-                     help="CW binary-search steps over c (default 9; 5 on digits)")
-    exp.add_argument("--pgd-steps", type=int, default=40)
-    exp.add_argument("--pgd-restarts", type=int, default=1)
-    exp.add_argument("--batch-size", type=int, default=256)
-    exp.add_argument("--seed", type=int, default=0)
+    _experiment_options(exp)
     _common(exp, store=True)
     exp.set_defaults(func=cmd_experiment)
 

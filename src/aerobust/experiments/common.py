@@ -56,11 +56,17 @@ class ExperimentConfig:
     seed: int = 0
     # Gradient-masking checks (Table 2, Fig. 2): substitutes train from seed + 1.
     substitute_labels: str = "true"  # "target": trained on the target's predictions
+    substitute_epochs: int | None = None  # None: as many as the target models
     transfer_keep: str = "last"  # PGD iterate transferred: the final one (see README)
     temperature: float = 2.5  # C+T: logits / T in the training loss only
     gce_alpha: float = 1 / 3  # C+GCE: guiding exponent
     eps_sweep: tuple[float, ...] | None = None  # Fig. 2; None: DESIGN.md's for the family
-    sweep_n: int | None = None  # Fig. 2 test images; None: the family default
+    masking_n: int | None = None  # Table 2, Fig. 2 test images; None: 100 on digits, else n_eval
+    masking_pgd_steps: int | None = None  # Table 2, Fig. 2; None: 10 on digits, else pgd_steps
+    # Robust features (Table 3, Fig. 4).
+    lambdas: tuple[float, ...] = (0.0, 1.0, 4.0)  # Table 3(a): weights of Lrec
+    gammas: tuple[int, ...] = (0, 1, 2)  # Table 3(b): reconstruction steps per CE step
+    sweep_attack: str = "pgd"  # Fig. 4's attack over the eps sweep
 
     def __post_init__(self) -> None:
         for name in ("n_cw", "cw_steps", "cw_binary_steps", "pgd_steps", "pgd_restarts",
@@ -72,8 +78,15 @@ class ExperimentConfig:
         for e in (*(self.eps or ()), *(self.eps_sweep or ())):
             if not 0 <= e <= 255:
                 raise UserError(f"epsilon {e} is outside 0..255 (pixel units)")
-        if self.sweep_n is not None and self.sweep_n < 1:
-            raise UserError(f"sweep_n must be at least 1, got {self.sweep_n}")
+        for name in ("masking_n", "masking_pgd_steps", "substitute_epochs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if any(v < 0 for v in self.lambdas) or any(
+                g < 0 or g != int(g) for g in self.gammas):
+            raise UserError(f"lambdas must be >= 0 and gammas whole numbers >= 0, got "
+                            f"{self.lambdas} and {self.gammas}")
+        if self.sweep_attack not in ("fgsm", "pgd"):
+            raise UserError(f"sweep_attack must be fgsm or pgd, got {self.sweep_attack!r}")
         if self.substitute_labels not in ("true", "target"):
             raise UserError(f"substitute_labels must be true or target, "
                             f"got {self.substitute_labels!r}")
@@ -172,7 +185,8 @@ class Cells:
         row = {"experiment": self.experiment, **key, **values,
                "cell_seconds": time.perf_counter() - start, **self.ws.provenance()}
         atomic.write_json(path, row)
-        return row
+        # the stored form: a resumed run returns exactly what a fresh one did
+        return json.loads(json.dumps(row))
 
 
 def percent(x: float | None) -> float | None:

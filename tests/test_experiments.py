@@ -8,7 +8,7 @@ import pytest
 
 from aerobust.cli import main
 from aerobust.errors import UserError
-from aerobust.experiments import ExperimentConfig, Workspace, run_experiment
+from aerobust.experiments import ExperimentConfig, Workspace, cell_count, run_experiment
 from aerobust.training import RunStore
 from tests.conftest import make_dataset
 
@@ -30,7 +30,10 @@ def _config(npz: str, **kw) -> ExperimentConfig:
 
 def test_table1_rows_markdown_and_cached_cells(tmp_path: Path, npz: str) -> None:
     ws = Workspace(_config(npz), RunStore(tmp_path / "store"), "cpu", progress=False)
+    seen: list[dict] = []
+    ws.on_cell = seen.append
     rows, paths = run_experiment("table1", ws, tmp_path / "out")
+    assert len(rows) == len(seen) == cell_count("table1", ws)
     assert len(rows) == 2 * 7
     keys = {(r["variant"], r["attack"], r["eps"]) for r in rows}
     assert ("AE-C", "pgd", 80) in keys and ("C", "deepfool", None) in keys

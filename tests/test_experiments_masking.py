@@ -10,7 +10,7 @@ import pytest
 from torch import nn
 
 from aerobust.cli import main
-from aerobust.experiments import ExperimentConfig, Workspace, run_experiment, table2
+from aerobust.experiments import ExperimentConfig, Workspace, cell_count, run_experiment, table2
 from aerobust.training import RunStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -58,7 +58,10 @@ def test_substitute_on_target_labels_and_own_epochs(tiny_npz: str,
 
 def test_table2_end_to_end(tmp_path: Path, tiny_npz: str, shared_store: RunStore) -> None:
     ws = _ws(tiny_npz, shared_store)
+    seen: list[dict] = []
+    ws.on_cell = seen.append
     rows, paths = run_experiment("table2", ws, tmp_path / "out")
+    assert len(rows) == len(seen) == cell_count("table2", ws)
     assert len(rows) == 2 * 2 * 2 * 2
     by = {(r["substitute"], r["variant"], r["attack"], r["eps"]): r for r in rows}
     assert by[("same", "AE-C", "pgd", 80)]["paper"] == 71.90
@@ -76,7 +79,10 @@ def test_table2_end_to_end(tmp_path: Path, tiny_npz: str, shared_store: RunStore
 
 def test_figure2_end_to_end(tmp_path: Path, tiny_npz: str, shared_store: RunStore) -> None:
     ws = _ws(tiny_npz, shared_store)
+    seen: list[dict] = []
+    ws.on_cell = seen.append
     rows, paths = run_experiment("figure2", ws, tmp_path / "out")
+    assert len(rows) == len(seen) == cell_count("figure2", ws)
     assert len(rows) == 2 * 6 * 2 * 2
     by = {(r["box"], r["variant"], r["attack"], r["eps"]): r for r in rows}
     for (box, variant, attack, eps), r in by.items():
@@ -108,7 +114,9 @@ def test_table4_and_command_line(tmp_path: Path, tiny_npz: str, shared_store: Ru
     assert code == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
     by = {(r["variant"], r["target"]): r for r in rows}
-    assert len(rows) == 6 and all(r["gradient_amplitude"] > 0 for r in rows)
+    ws = _ws(tiny_npz, shared_store)
+    assert len(rows) == 6 == cell_count("table4", ws)
+    assert all(r["gradient_amplitude"] > 0 for r in rows)
     assert by[("C", "true")]["paper"] == 8.9e-4 and by[("C", "loss")]["paper"] is None
     assert "AE-C / C" in (tmp_path / "table4.md").read_text()
     assert main(["experiment", "table2", "--dataset", tiny_npz, "--transfer-keep", "best"]) == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aerobust.cli import main
-from aerobust.experiments import ExperimentConfig, Workspace, run_experiment
+from aerobust.experiments import ExperimentConfig, Workspace, cell_count, run_experiment
 from aerobust.training import RunStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -24,7 +24,10 @@ def _ws(tiny_npz: str, shared_store: RunStore, **kw) -> Workspace:
 
 def test_table3_end_to_end(tmp_path: Path, tiny_npz: str, shared_store: RunStore) -> None:
     ws = _ws(tiny_npz, shared_store)
+    seen: list[dict] = []
+    ws.on_cell = seen.append
     rows, paths = run_experiment("table3", ws, tmp_path)
+    assert len(rows) == len(seen) == cell_count("table3", ws)
     # 2 lambdas + 2 gammas, x FGSM/PGD x 2 epsilons
     assert len(rows) == 4 * 2 * 2
     settings = {(r["method"], r["setting"]) for r in rows}
@@ -49,7 +52,10 @@ def test_table3_end_to_end(tmp_path: Path, tiny_npz: str, shared_store: RunStore
 
 def test_figure4_end_to_end(tmp_path: Path, tiny_npz: str, shared_store: RunStore) -> None:
     ws = _ws(tiny_npz, shared_store)
+    seen: list[dict] = []
+    ws.on_cell = seen.append
     rows, paths = run_experiment("figure4", ws, tmp_path)
+    assert len(rows) == len(seen) == cell_count("figure4", ws)
     assert len(rows) == 4 * 2
     assert {r["variant"] for r in rows} == {"C", "AE-C", "advC", "AE-advC"}
     by = {(r["variant"], r["eps"]): r for r in rows}

@@ -22,4 +22,11 @@ def run_experiment(name: str, ws: Workspace, out_dir: Path) -> tuple[list[Row], 
     return rows, write_outputs(out_dir, name, rows, module.markdown(rows))
 
 
-__all__ = ["EXPERIMENTS", "Cells", "ExperimentConfig", "Row", "Workspace", "run_experiment"]
+def cell_count(name: str, ws: Workspace) -> int:
+    """How many cells experiment ``name`` has under ``ws``'s config, without running it."""
+    counter: Callable[[Workspace], int] = EXPERIMENTS[name].cell_count
+    return counter(ws)
+
+
+__all__ = ["EXPERIMENTS", "Cells", "ExperimentConfig", "Row", "Workspace", "cell_count",
+           "run_experiment"]

@@ -119,6 +119,9 @@ class Workspace:
         self.device = resolve_device(device)
         self.progress = progress
         self.runs: dict[str, Run] = {}
+        # called with each finished cell's row, cached or fresh: drives reproduce's
+        # overall progress bar
+        self.on_cell: Callable[[Row], None] | None = None
 
     @property
     def cw_settings(self) -> tuple[int, int]:
@@ -179,14 +182,19 @@ class Cells:
                            "data": self.ws.dataset.checksum, **key}, sort_keys=True)
         path = self.dir / f"{hashlib.sha256(blob.encode()).hexdigest()[:20]}.json"
         if path.is_file():
-            return json.loads(path.read_text())
+            return self._done(json.loads(path.read_text()))
         start = time.perf_counter()
         values = compute()
         row = {"experiment": self.experiment, **key, **values,
                "cell_seconds": time.perf_counter() - start, **self.ws.provenance()}
         atomic.write_json(path, row)
         # the stored form: a resumed run returns exactly what a fresh one did
-        return json.loads(json.dumps(row))
+        return self._done(json.loads(json.dumps(row)))
+
+    def _done(self, row: Row) -> Row:
+        if self.ws.on_cell is not None:
+            self.ws.on_cell(row)
+        return row
 
 
 def percent(x: float | None) -> float | None:

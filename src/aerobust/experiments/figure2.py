@@ -60,6 +60,10 @@ def models(ws: Workspace) -> Models:
     return out
 
 
+def cell_count(ws: Workspace) -> int:
+    return len(VARIANTS) * len(BOXES) * len(ATTACKS) * len(sweep(ws))
+
+
 def run(ws: Workspace, out_dir: Path) -> list[Row]:
     cells = Cells(out_dir, EXPERIMENT, ws)
     targets = models(ws)

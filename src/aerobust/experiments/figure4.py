@@ -18,6 +18,10 @@ EXPERIMENT = "figure4"
 PANELS = (("a", ("C", "AE-C")), ("b", ("advC", "AE-advC")))
 
 
+def cell_count(ws: Workspace) -> int:
+    return sum(len(variants) for _, variants in PANELS) * len(sweep(ws))
+
+
 def run(ws: Workspace, out_dir: Path) -> list[Row]:
     cells = Cells(out_dir, EXPERIMENT, ws)
     plain = ws.train(ws.classifier_arch)

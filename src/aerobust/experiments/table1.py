@@ -53,6 +53,10 @@ def measure(ws: Workspace, model: nn.Module, name: str, eps: float | None) -> di
             "forwards": ev.forwards, "backwards": ev.backwards, "params": ev.params}
 
 
+def cell_count(ws: Workspace) -> int:
+    return len(VARIANTS) * len(plan(ws))
+
+
 def run(ws: Workspace, out_dir: Path) -> list[Row]:
     cells = Cells(out_dir, EXPERIMENT, ws)
     clf_run = ws.train(ws.classifier_arch)

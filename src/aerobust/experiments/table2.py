@@ -116,6 +116,10 @@ class Crafter:
         return {**row, **sub_runs}
 
 
+def cell_count(ws: Workspace) -> int:
+    return len(KINDS) * len(VARIANTS) * len(ATTACKS) * len(ws.config.eps or PAPER_EPS[ws.family])
+
+
 def run(ws: Workspace, out_dir: Path) -> list[Row]:
     cells = Cells(out_dir, EXPERIMENT, ws)
     eps_list = ws.config.eps or PAPER_EPS[ws.family]

@@ -35,6 +35,10 @@ def train(ws: Workspace, method: str, value: float):
                     **{field: int(value) if field == "gamma" else float(value)})
 
 
+def cell_count(ws: Workspace) -> int:
+    return len(settings(ws)) * len(ATTACKS) * len(ws.config.eps or PAPER_EPS)
+
+
 def run(ws: Workspace, out_dir: Path) -> list[Row]:
     cells = Cells(out_dir, EXPERIMENT, ws)
     eps_list = ws.config.eps or PAPER_EPS

@@ -17,6 +17,10 @@ EXPERIMENT = "table4"
 VARIANTS = ("C", "AE-C")
 
 
+def cell_count(ws: Workspace) -> int:
+    return len(VARIANTS) * len(GRADIENT_TARGETS)
+
+
 def run(ws: Workspace, out_dir: Path) -> list[Row]:
     cells = Cells(out_dir, EXPERIMENT, ws)
     clf_run, ae_run = ws.train(ws.classifier_arch), ws.train("conv-ae")

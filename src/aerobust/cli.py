@@ -263,6 +263,41 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     _emit(args, {"outputs": paths, "rows": rows}, [text, *(f"wrote {p}" for p in paths.values())])
 
 
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    from aerobust.experiments.presets import parts
+    from aerobust.reproduce import PartPlan, command_line, reproduce
+    from aerobust.training import RunStore
+
+    experiments = (EXPERIMENT_NAMES if args.only is None
+                   else tuple(e.strip() for e in args.only.split(",") if e.strip()))
+    unknown = [e for e in experiments if e not in EXPERIMENT_NAMES]
+    if unknown or not experiments:
+        raise UserError(f"--only {args.only!r}: expected names from "
+                        f"{', '.join(EXPERIMENT_NAMES)}, separated by commas")
+    plans = []
+    for part in parts(args.preset, args.dataset):
+        args.dataset = part.dataset
+        plans.append(PartPlan(part.name, _experiment_config(args, **part.settings)))
+    out = args.out or Path("results") / args.preset
+    paths = reproduce(plans, experiments, out, preset=args.preset, command=command_line(),
+                      store=RunStore(args.store), device=args.device, jobs=args.jobs,
+                      progress=not args.quiet)
+    manifest = json.loads((out / "reproduce.json").read_text())
+    _emit(args, {"out": str(out), "report": {k: str(v) for k, v in paths.items()},
+                 "seconds": manifest["seconds"]},
+          [f"{len(plans)} part(s), {len(experiments)} experiment(s) in {out} "
+           f"({manifest['seconds']:.0f} s)", f"report: {paths['md']}", f"        {paths['html']}"])
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from aerobust.report import write_report
+
+    if not args.dir.is_dir():
+        raise UserError(f"{args.dir}: no such folder")
+    paths = write_report(args.dir)
+    _emit(args, {k: str(v) for k, v in paths.items()}, [f"wrote {p}" for p in paths.values()])
+
+
 def _experiment_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``experiment`` and ``reproduce``; None means: the preset's, else
     ExperimentConfig's default."""
@@ -393,6 +428,32 @@ def build_parser() -> argparse.ArgumentParser:
     _experiment_options(exp)
     _common(exp, store=True)
     exp.set_defaults(func=cmd_experiment)
+
+    rep = sub.add_parser(
+        "reproduce", help="every table and figure of the paper for a preset, then the report")
+    rep.add_argument("--preset", default="quick", choices=("quick", "mnist", "cifar10", "paper"),
+                     help="quick: bundled digits, minutes on a CPU (default); mnist, cifar10: "
+                          "the paper's models and sizes (data on disk); paper: both")
+    rep.add_argument("--only", default=None,
+                     help=f"comma-separated subset of {','.join(EXPERIMENT_NAMES)}")
+    rep.add_argument("--dataset", default=None,
+                     help="replace the preset's data, keeping its settings (e.g. npz:PATH)")
+    rep.add_argument("--data-dir", type=Path, default=None,
+                     help="folder holding the dataset files (default ~/.cache/aerobust/data "
+                          "or $AEROBUST_DATA)")
+    rep.add_argument("--out", type=Path, default=None,
+                     help="output folder (default results/<preset>)")
+    rep.add_argument("--jobs", type=int, default=1,
+                     help="experiments run in this many processes at once (default 1)")
+    _experiment_options(rep)
+    _common(rep, data=False, store=True)
+    rep.set_defaults(func=cmd_reproduce)
+
+    report = sub.add_parser("report", help="report.md and report.html from a reproduce folder "
+                                           "(reads results only)")
+    report.add_argument("dir", type=Path, help="the --out folder of `aerobust reproduce`")
+    report.add_argument("--json", action="store_true", help="print the result as JSON")
+    report.set_defaults(func=cmd_report)
 
     data = sub.add_parser("data", help="download, describe or split a dataset")
     data_sub = data.add_subparsers(dest="action", required=True, parser_class=_Parser)

@@ -72,7 +72,8 @@ def evaluate(
     forwards = backwards = 0
     start = time.perf_counter()
     with attack_mode(model), tqdm(
-        total=len(x), desc=attack.name, unit="img", disable=not progress
+        total=len(x), desc=attack.name, unit="img", disable=not progress, leave=False,
+        dynamic_ncols=True,
     ) as bar:
         for begin in range(0, len(x), batch_size):
             xb = x[begin : begin + batch_size].to(device)

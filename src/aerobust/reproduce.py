@@ -1,0 +1,241 @@
+"""``aerobust reproduce``: every experiment of a preset, resumable, then the report.
+
+Layout of the output folder (the report reads nothing else)::
+
+    OUT/reproduce.json          preset, command, parts, times, versions
+    OUT/reproduce.log           what ran, what was reused, seconds
+    OUT/<part>/part.json        config, dataset checksum, finished experiments, model runs
+    OUT/<part>/<experiment>.*   rows (JSON, CSV), Markdown, PNG for figures
+    OUT/<part>/cells/...        one file per finished cell (the resume points)
+    OUT/<part>/examples.npz     example images for the report
+
+Every file is written atomically, so a run killed at any point (SIGINT or SIGKILL)
+resumes from its finished cells and trained models and ends with the numbers an
+uninterrupted run gives. One lock per output folder keeps two runs from interleaving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import multiprocessing
+import os
+import queue
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from aerobust import atomic
+from aerobust.errors import UserError
+from aerobust.experiments import (
+    EXPERIMENTS,
+    ExperimentConfig,
+    Workspace,
+    cell_count,
+    run_experiment,
+)
+from aerobust.experiments.examples import write_examples
+from aerobust.provenance import library_versions
+from aerobust.training import RunStore
+
+LOG = logging.getLogger("aerobust.reproduce")
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """One dataset's share of the work: its folder name and full config."""
+
+    name: str
+    config: ExperimentConfig
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold ``OUT/.lock`` for the whole run; a second run on the same folder stops at
+    once with a clear message instead of interleaving its writes."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{out}: another `aerobust reproduce` is writing here; wait for "
+                            "it to finish, or pass another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _logging_to(path: Path) -> Iterator[None]:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        LOG.removeHandler(handler)
+        handler.close()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _is_done(part_dir: Path, part: dict[str, Any], name: str, digest: str) -> bool:
+    """Finished before under the same config, and its rows are on disk."""
+    entry = part.get("experiments", {}).get(name)
+    return (entry is not None and entry.get("config_hash") == digest
+            and (part_dir / f"{name}.json").is_file())
+
+
+def _run_summaries(ws: Workspace) -> dict[str, dict[str, Any]]:
+    return {name: {"arch": run.spec.arch, "kind": run.spec.kind, "epochs": run.spec.epochs,
+                   "seed": run.spec.seed, "loss": run.spec.loss, "method": run.spec.method,
+                   "adversarial": run.spec.adversarial, "metrics": run.metrics}
+            for name, run in ws.runs.items()}
+
+
+def _run_in_worker(config: ExperimentConfig, store_root: str, device: str, part_dir: str,
+                   name: str, cells: Any, threads: int) -> tuple[str, float, int, dict[str, Any]]:
+    """One experiment in a worker process: its finished cells go to the parent's queue,
+    and it takes its share of the CPU threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    ws = Workspace(config, RunStore(store_root), device=device, progress=False)
+    ws.on_cell = lambda row: cells.put(1)
+    start = time.perf_counter()
+    rows, _ = run_experiment(name, ws, Path(part_dir))
+    return name, time.perf_counter() - start, len(rows), _run_summaries(ws)
+
+
+def reproduce(plans: Sequence[PartPlan], experiments: Sequence[str], out: Path, *,
+              preset: str, command: str, store: RunStore | None = None, device: str = "auto",
+              jobs: int = 1, progress: bool = True) -> dict[str, Path]:
+    """Run (or finish) ``experiments`` for every part, then write the report."""
+    unknown = [e for e in experiments if e not in EXPERIMENTS]
+    if unknown:
+        raise UserError(f"unknown experiment {unknown[0]!r}; known: {', '.join(EXPERIMENTS)}")
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    store = store or RunStore()
+    out = Path(out)
+    with _locked(out), _logging_to(out / "reproduce.log"):
+        started, clock = _now(), time.perf_counter()
+        # Every part's data first: missing data fails before anything is written.
+        spaces = [Workspace(p.config, store, device=device, progress=progress) for p in plans]
+        manifest = {"preset": preset, "command": command, "parts": [p.name for p in plans],
+                    "experiments": list(experiments), "started": started, "finished": None,
+                    "seconds": None, "versions": library_versions()}
+        atomic.write_json(out / "reproduce.json", manifest)
+        LOG.info("start: %s", command)
+        total = sum(cell_count(e, ws) for ws in spaces for e in experiments)
+        with tqdm(total=total, desc="reproduce", unit="cell", disable=not progress,
+                  dynamic_ncols=True, position=0) as bar:
+            for plan, ws in zip(plans, spaces, strict=True):
+                _run_part(plan, ws, experiments, out / plan.name, store, device, jobs, bar)
+        manifest.update(finished=_now(), seconds=time.perf_counter() - clock)
+        atomic.write_json(out / "reproduce.json", manifest)
+        LOG.info("experiments finished in %.1f s", manifest["seconds"])
+        from aerobust.report import write_report
+
+        paths = write_report(out)
+        LOG.info("report: %s", ", ".join(str(p) for p in paths.values()))
+        return paths
+
+
+def _run_part(plan: PartPlan, ws: Workspace, experiments: Sequence[str], part_dir: Path,
+              store: RunStore, device: str, jobs: int, bar: tqdm) -> None:
+    part_dir.mkdir(parents=True, exist_ok=True)
+    digest = ws.config.digest
+    part = _read_json(part_dir / "part.json")
+    if part.get("config_hash") != digest:  # another config: its finished list does not hold
+        part = {}
+    part.update(part=plan.name, dataset=ws.dataset.name, data_checksum=ws.dataset.checksum,
+                family=ws.family, paper_dataset=ws.paper_dataset, config=ws.config.to_dict(),
+                config_hash=digest, seed=ws.config.seed, versions=library_versions())
+    part.setdefault("experiments", {})
+    part.setdefault("runs", {})
+    LOG.info("part %s: %s (%s), config %s", plan.name, ws.dataset.name, ws.dataset.checksum,
+             digest)
+
+    def finished(name: str, seconds: float, n_rows: int, runs: dict[str, Any]) -> None:
+        part["experiments"][name] = {"seconds": seconds, "rows": n_rows,
+                                     "config_hash": digest, "finished": _now()}
+        part["runs"].update(runs)
+        atomic.write_json(part_dir / "part.json", part)
+        LOG.info("%s/%s: %d rows in %.1f s", plan.name, name, n_rows, seconds)
+
+    todo = []
+    for name in experiments:
+        if _is_done(part_dir, part, name, digest):
+            bar.update(cell_count(name, ws))
+            LOG.info("%s/%s: already finished, reused", plan.name, name)
+        else:
+            todo.append(name)
+    atomic.write_json(part_dir / "part.json", part)
+    ws.on_cell = lambda row: bar.update(1)
+    if jobs == 1 or len(todo) < 2:
+        for name in todo:
+            bar.set_postfix_str(f"{plan.name}/{name}")
+            start = time.perf_counter()
+            rows, _ = run_experiment(name, ws, part_dir)
+            finished(name, time.perf_counter() - start, len(rows), _run_summaries(ws))
+    else:
+        _run_parallel(plan, ws, todo, part_dir, store, device, jobs, bar, finished)
+    if todo or not (part_dir / "examples.npz").is_file():
+        write_examples(ws, part_dir)
+        part["runs"].update(_run_summaries(ws))
+    atomic.write_json(part_dir / "part.json", part)
+
+
+def _run_parallel(plan: PartPlan, ws: Workspace, todo: list[str], part_dir: Path,
+                  store: RunStore, device: str, jobs: int, bar: tqdm, finished: Any) -> None:
+    """Independent experiments in ``jobs`` worker processes, the CPU threads split
+    between them. Models they share train once: the run store locks each run, so a
+    second worker waits for the first and reuses its weights."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        cells = manager.Queue()
+        pending: set[Future] = {
+            pool.submit(_run_in_worker, ws.config, str(store.root), device, str(part_dir),
+                        name, cells, threads) for name in todo}
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        cells.get_nowait()
+                        bar.update(1)
+                for future in done:
+                    name, seconds, n_rows, runs = future.result()
+                    finished(name, seconds, n_rows, runs)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command as typed, for the record."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return " ".join(["aerobust", *args])

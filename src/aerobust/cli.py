@@ -64,7 +64,8 @@ def _adversarial(args: argparse.Namespace, dataset: Any) -> dict[str, float]:
     """PGD-training settings from --eps/--step-size (0-255 units); {} without --adversarial."""
     from aerobust.training import adversarial_settings
 
-    given = {"--eps": args.eps, "--steps": args.steps, "--step-size": args.step_size}
+    given = {"--eps": args.eps, "--steps": args.steps, "--step-size": args.step_size,
+             "--ramp-epochs": args.ramp_epochs}
     if args.adversarial is None:
         if any(v is not None for v in given.values()):
             raise UserError("--eps, --steps and --step-size need --adversarial pgd")
@@ -75,7 +76,8 @@ def _adversarial(args: argparse.Namespace, dataset: Any) -> dict[str, float]:
             raise UserError(f"{flag} {value} must be in (0, 255] pixel units")
     return adversarial_settings(
         dataset, eps=None if args.eps is None else args.eps / 255, steps=args.steps,
-        step_size=None if args.step_size is None else args.step_size / 255)
+        step_size=None if args.step_size is None else args.step_size / 255,
+        ramp_epochs=args.ramp_epochs)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -390,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="PGD steps (default: 40 grey, 7 colour)")
             adv.add_argument("--step-size", type=float, default=None,
                              help="0-255 pixel units (default: 2.55 = 0.01 grey, 2 colour)")
+            adv.add_argument("--ramp-epochs", type=float, default=None,
+                             help="eps and step size grow linearly to full over this many "
+                                  "epochs (default: 5 grey, 0 colour)")
         if what == "latent":
             p.add_argument("--method", default="regularization",
                            choices=("regularization", "alternating"),

@@ -89,12 +89,16 @@ class TrainSpec:
         adv = self.adversarial
         if not adv:
             return
-        if self.kind != "classifier" or set(adv) != ADVERSARIAL_KEYS:
-            raise UserError(f"adversarial training of a classifier needs exactly "
-                            f"{sorted(ADVERSARIAL_KEYS)}, got {sorted(adv)}")
-        if not (0 < adv["eps"] <= 1 and 0 < adv["step_size"] <= 1 and adv["steps"] >= 1):
+        if self.kind != "classifier" or not ADVERSARIAL_KEYS <= set(adv) <= (
+                ADVERSARIAL_KEYS | {"ramp_epochs"}):
+            raise UserError(f"adversarial training of a classifier needs "
+                            f"{sorted(ADVERSARIAL_KEYS)} (and optionally ramp_epochs), "
+                            f"got {sorted(adv)}")
+        if not (0 < adv["eps"] <= 1 and 0 < adv["step_size"] <= 1 and adv["steps"] >= 1
+                and adv.get("ramp_epochs", 0) >= 0):
             raise UserError(f"adversarial training settings out of range: {adv} "
-                            "(eps and step size in (0,1] pixel units, steps >= 1)")
+                            "(eps and step size in (0,1] pixel units, steps >= 1, "
+                            "ramp_epochs >= 0)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

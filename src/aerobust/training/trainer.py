@@ -9,6 +9,7 @@ in training, so data still flows one way.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -51,12 +52,19 @@ def _optimizers(spec: TrainSpec, model: nn.Module) -> list[torch.optim.Optimizer
 
 
 def adversarial_batch(spec: TrainSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                      seed: int) -> torch.Tensor:
+                      seed: int, epochs_done: float = math.inf) -> torch.Tensor:
     """PGD examples against the current model (Madry): the final iterate, fresh random
-    start per batch from ``seed``; the model's train mode is restored afterwards."""
+    start per batch from ``seed``; the model's train mode is restored afterwards.
+
+    With ``ramp_epochs`` set, eps and the step size grow linearly with ``epochs_done``
+    (epochs finished, fractional) to their full values: started at eps 0.3, LeNet5 on
+    MNIST stalls at chance (loss log 10) and never leaves it, while a short warm-up
+    lets it learn (a curriculum, as in Cai et al. 2018 and Gowal et al. 2018)."""
     adv = spec.adversarial
-    attack = PGD(eps=adv["eps"], steps=adv["steps"], step_size=adv["step_size"], seed=seed,
-                 keep="last")
+    ramp = adv.get("ramp_epochs", 0)
+    scale = min(1.0, epochs_done / ramp) if ramp > 0 else 1.0
+    attack = PGD(eps=adv["eps"] * scale, steps=adv["steps"], step_size=adv["step_size"] * scale,
+                 seed=seed, keep="last")
     return attack(model, x, y).x_adv
 
 
@@ -157,7 +165,8 @@ def fit(
                 target = xb if spec.kind == "autoencoder" else y[idx].to(device)
                 if spec.adversarial:
                     xb = adversarial_batch(spec, model, xb, target,
-                                           seed=(spec.seed * 10_000 + epoch) * 100_000 + b)
+                                           seed=(spec.seed * 10_000 + epoch) * 100_000 + b,
+                                           epochs_done=epoch + (b + 1) / per_epoch)
                 loss = _steps(spec, model, opts, loss_fn, xb, target)[0]
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(

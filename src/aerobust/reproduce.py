@@ -108,8 +108,11 @@ def _is_done(part_dir: Path, part: dict[str, Any], name: str, digest: str) -> bo
 
 def _run_summaries(ws: Workspace) -> dict[str, dict[str, Any]]:
     return {name: {"arch": run.spec.arch, "kind": run.spec.kind, "epochs": run.spec.epochs,
-                   "seed": run.spec.seed, "loss": run.spec.loss, "method": run.spec.method,
-                   "adversarial": run.spec.adversarial, "metrics": run.metrics}
+                   "seed": run.spec.seed, "loss": run.spec.loss,
+                   "loss_kwargs": run.spec.loss_kwargs, "method": run.spec.method,
+                   "lam": run.spec.lam, "gamma": run.spec.gamma,
+                   "adversarial": run.spec.adversarial, "dataset": run.spec.dataset,
+                   "metrics": run.metrics}
             for name, run in ws.runs.items()}
 
 

@@ -1,0 +1,126 @@
+"""``write_report``: read a ``reproduce --out`` folder, write report.md, report.html and
+the figures beside them. Reads result rows only: it never trains a model or runs an
+attack, so it is cheap to re-run after any part of the results changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from aerobust import atomic
+from aerobust.report import figures, settings, tables
+from aerobust.report.blocks import Block, Figure, Heading, Paragraph, Table
+from aerobust.report.html import render_html
+from aerobust.report.load import Part, Results, load_results
+from aerobust.report.markdown import render_markdown
+from aerobust.report.verdicts import CLAIMS, verdicts
+
+TITLE = ("Reproduction report: Revisiting Role of Autoencoders in Adversarial Settings "
+         "(Kim et al., ICIP 2020)")
+PLOT_ONLY = "The paper gives this figure as a plot only; no reference points are drawn."
+TABLES: tuple[tuple[str, Callable[[Part], list[Block]]], ...] = (
+    ("Table 1: white-box accuracy (%)", tables.table1),
+    ("Table 2: black-box (transfer) accuracy (%)", tables.table2),
+    ("Table 3: latent classifier accuracy (%) as reconstruction weighs more", tables.table3),
+    ("Table 4: mean gradient amplitude G", tables.table4),
+)
+
+
+def _verdicts(results: Results) -> list[Block]:
+    per_part = [(p.name, verdicts(p)) for p in results.parts]
+    rows = []
+    for c in range(len(CLAIMS)):
+        for i, (name, found) in enumerate(per_part):
+            verdict = found[c]
+            rows.append([verdict.claim if i == 0 else "", f"`{name}`", verdict.status,
+                         verdict.text])
+    return [Heading(2, "Verdicts"),
+            Paragraph("Each claim of the paper judged from our numbers: **agrees** when ours "
+                      "show the paper's effect in every comparable cell (ties aside), "
+                      "**mixed** when in some, **disagrees** when in none. Accuracy "
+                      "differences are in percentage points. The paper's figures are its own "
+                      "(MNIST or CIFAR-10), also where a part runs on other data."),
+            Table(["Claim", "Part", "Verdict", "Our figures, and the paper's"], rows,
+                  status_column=2)]
+
+
+def _tables(results: Results) -> list[Block]:
+    blocks: list[Block] = []
+    for title, make in TABLES:
+        blocks.append(Heading(2, title))
+        for part in results.parts:
+            blocks += [Heading(3, f"`{part.name}`"), *make(part)]
+    return blocks
+
+
+def _figure2(results: Results) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Fig. 2: the AE beside gradient-masking defenses")]
+    for part in results.parts:
+        rows = part.rows.get("figure2")
+        blocks.append(Heading(3, f"`{part.name}`"))
+        if rows is None:
+            blocks.append(Paragraph(f"`{part.name}`: {part.missing('figure2')}."))
+            continue
+        where = "" if part.paper_dataset == "cifar10" else " The paper shows it for CIFAR-10."
+        blocks.append(Figure(
+            f"figure2_{part.name}", figures.figure2_png(rows, part.name),
+            f"Fig. 2 on {part.name}",
+            "White-box (top, a-d) and black-box transfer (bottom, e-h) accuracy over epsilon "
+            "for C and AE-C trained with temperature T (a, b, e, f) or GCE (c, d, g, h); the "
+            f"undefended C and AE-C dashed for reference. {PLOT_ONLY}{where} Numbers: "
+            f"`{part.name}/figure2.csv`."))
+    return blocks
+
+
+def _figure4(results: Results) -> list[Block]:
+    heading = Heading(2, "Fig. 4: the AE with adversarial training")
+    panels = [(p.name, p.rows.get("figure4")) for p in results.parts]
+    if all(rows is None for _, rows in panels):
+        return [heading, *(Paragraph(f"`{p.name}`: {p.missing('figure4')}.")
+                           for p in results.parts)]
+    numbers = ", ".join(f"`{name}/figure4.csv`" for name, rows in panels if rows)
+    return [heading, Figure(
+        "figure4", figures.figure4_png(panels), "Fig. 4",
+        "Per part, left: C vs AE-C; right: advC (PGD adversarial training) vs AE-advC. The "
+        f"paper's (a, b) are MNIST and (c, d) CIFAR-10. {PLOT_ONLY} Numbers: {numbers}.")]
+
+
+def _examples(results: Results) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Examples")]
+    for part in results.parts:
+        blocks.append(Heading(3, f"`{part.name}`"))
+        ex = part.examples
+        if ex is None:
+            blocks.append(Paragraph(f"`{part.name}`: no examples.npz."))
+            continue
+        blocks.append(Figure(
+            f"examples_{part.name}", figures.examples_png(ex), f"Examples from {part.name}",
+            f"The first {len(ex['clean'])} test images of `{part.name}` and {ex['attack']} "
+            "against C and against AE-C (gradients through the whole AE-C). Columns: clean, "
+            "the AE's reconstruction, the adversarials, and their perturbations (adversarial "
+            "minus clean; grey = 0, one symmetric scale for both). Under each tile: the true "
+            "class and the model's prediction, green when right, red when wrong."))
+    return blocks
+
+
+def build(results: Results) -> list[Block]:
+    """The whole document, in the order the task and the paper read."""
+    return [Heading(1, TITLE), *settings.summary(results), *_verdicts(results),
+            *_tables(results), *_figure2(results), *_figure4(results), *_examples(results),
+            Heading(2, "Settings"), *settings.settings(results)]
+
+
+def write_report(out_dir: str | Path) -> dict[str, Path]:
+    """Write ``report.md``, ``report.html`` and ``report_files/*.png`` into ``out_dir``
+    (a ``reproduce --out`` folder), each atomically. Returns the paths: "md", "html"
+    and one per figure by its name."""
+    results = load_results(out_dir)
+    blocks = build(results)
+    root = results.root
+    paths = {"md": root / "report.md", "html": root / "report.html"}
+    for fig in (b for b in blocks if isinstance(b, Figure)):
+        paths[fig.name] = root / fig.path
+        atomic.write_bytes(paths[fig.name], fig.png)
+    atomic.write_text(paths["md"], render_markdown(blocks))
+    atomic.write_text(paths["html"], render_html(blocks))
+    return paths

@@ -1,0 +1,154 @@
+"""The paper's figures redrawn from our rows, and a grid of example images, as PNG bytes.
+
+Drawn on a bare ``matplotlib.figure.Figure`` (Agg canvas) rather than pyplot: nothing
+global changes (backend, open-figure registry) in the process that asks for a report.
+One colour per model family across every figure: without the AE blue, with it orange.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from aerobust.report.load import Row
+
+BLUE, ORANGE = "tab:blue", "tab:orange"
+RIGHT, WRONG = "#1a7f37", "#cf222e"
+EPS_LABEL = "epsilon (0-255 pixel units)"
+# Fig. 2: (letter, box, attack, defense) in the paper's 2 x 4 layout
+FIG2_PANELS = [(letter, box, attack, defense)
+               for box, letters in (("white", "abcd"), ("black", "efgh"))
+               for letter, (defense, attack) in zip(
+                   letters, (("T", "fgsm"), ("T", "pgd"), ("GCE", "fgsm"), ("GCE", "pgd")),
+                   strict=True)]
+# Fig. 2 curves per panel: (variant pattern, legend label, style); {d} is the defense
+FIG2_CURVES = (("C+{d}", "C+T / C+GCE (the panel's defense)",
+                dict(color=BLUE, linestyle="-", marker="o")),
+               ("(AE-C)+{d}", "(AE-C)+T / (AE-C)+GCE", dict(color=ORANGE, linestyle="-",
+                                                             marker="s")),
+               ("C", "C, no defense", dict(color=BLUE, linestyle="--", alpha=0.6)),
+               ("AE-C", "AE-C, no defense", dict(color=ORANGE, linestyle="--", alpha=0.6)))
+FIG4_PANELS = (("C", "AE-C"), ("advC", "AE-advC"))
+FIG4_STYLE = {"C": (BLUE, "o"), "AE-C": (ORANGE, "s"), "advC": (BLUE, "o"),
+              "AE-advC": (ORANGE, "s")}
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def _curve(rows: list[Row], **match: object) -> tuple[list[float], list[float]]:
+    """(eps, accuracy) of the rows matching ``match``, sorted by eps."""
+    pts = sorted((r["eps"], r["accuracy"]) for r in rows
+                 if r.get("accuracy") is not None and all(r[k] == v for k, v in match.items()))
+    return [e for e, _ in pts], [a for _, a in pts]
+
+
+def _accuracy_axes(ax: Axes, eps: Sequence[float]) -> None:
+    ax.set_ylim(-3, 103)
+    ax.set_xticks(sorted(eps))
+    ax.grid(alpha=0.3)
+
+
+def figure2_png(rows: list[Row], dataset: str) -> bytes:
+    """Fig. 2's panels: white-box (a)-(d) on top, black-box (e)-(h) below; each panel
+    the defended pair solid and the undefended pair dashed for reference."""
+    fig = Figure(figsize=(15, 7.6), layout="constrained")
+    axes = fig.subplots(2, 4, sharex=True, sharey=True)
+    eps = {r["eps"] for r in rows}
+    for ax, (letter, box, attack, defense) in zip(axes.flat, FIG2_PANELS, strict=True):
+        for pattern, label, style in FIG2_CURVES:
+            x, y = _curve(rows, box=box, attack=attack, variant=pattern.format(d=defense))
+            if x:
+                ax.plot(x, y, label=label, linewidth=1.8, markersize=5, **style)
+        name = "temperature T" if defense == "T" else "GCE"
+        ax.set_title(f"({letter}) {attack.upper()}, {name}", fontsize=11)
+        _accuracy_axes(ax, eps)
+    for ax in axes[1]:
+        ax.set_xlabel(EPS_LABEL)
+    axes[0, 0].set_ylabel("white-box\naccuracy (%)")
+    axes[1, 0].set_ylabel("black-box (transfer)\naccuracy (%)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False)
+    fig.suptitle(f"Fig. 2 on {dataset} ({rows[0]['n']} test images): top row white-box, "
+                 "bottom row transferred from a same-architecture substitute")
+    return _png(fig)
+
+
+def figure4_png(parts: Sequence[tuple[str, list[Row] | None]]) -> bytes:
+    """Fig. 4's panels, two per part side by side ((a, b) for the first part, (c, d) for
+    the second, as the paper's MNIST and CIFAR-10): C vs AE-C, then advC vs AE-advC."""
+    fig = Figure(figsize=(4.4 * 2 * len(parts), 4.6), layout="constrained")
+    axes = fig.subplots(1, 2 * len(parts), sharey=True, squeeze=False)[0]
+    letters = iter("abcdefghijklmnopqrstuvwxyz")
+    for (dataset, rows), pair in zip(parts, np.split(axes, len(parts)), strict=True):
+        for ax, variants in zip(pair, FIG4_PANELS, strict=True):
+            ax.set_title(f"({next(letters)}) {dataset}: {' vs '.join(variants)}", fontsize=11)
+            if rows is None:
+                ax.text(0.5, 0.5, "not run", ha="center", va="center",
+                        transform=ax.transAxes, fontsize=12, color="grey")
+                ax.set_xticks([])
+                continue
+            for variant in variants:
+                color, marker = FIG4_STYLE[variant]
+                ax.plot(*_curve(rows, variant=variant), color=color, marker=marker,
+                        linewidth=1.8, label=variant)
+            _accuracy_axes(ax, {r["eps"] for r in rows})
+            ax.set_xlabel(EPS_LABEL)
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    axes[0].set_ylabel("accuracy (%)")
+    attacks = sorted({r["attack"].upper() for _, rows in parts if rows for r in rows})
+    fig.suptitle(f"Fig. 4: {', '.join(attacks)} white-box accuracy without and with PGD "
+                 "adversarial training (advC)")
+    return _png(fig)
+
+
+def examples_png(ex: dict[str, np.ndarray]) -> bytes:
+    """Rows of examples; columns clean, reconstruction, the two adversarials and their
+    perturbations (grey = 0, one symmetric scale for both so they compare). Tile
+    labels: the true class and each model's prediction, green when right, red when
+    wrong."""
+    clean, recon, adv_c, adv_ae = (np.clip(ex[k].astype(np.float32), 0, 1)
+                                   for k in ("clean", "reconstruction", "adv_c", "adv_ae_c"))
+    d_c, d_ae = adv_c - clean, adv_ae - clean
+    scale = max(float(np.abs(d_c).max(initial=0)), float(np.abs(d_ae).max(initial=0)), 1e-8)
+    k, grey = len(clean), clean.shape[1] == 1
+    y = ex["label"]
+
+    def linf(d: np.ndarray) -> list[tuple[str, str]]:
+        return [(f"Linf {v * 255:.0f}/255", "black") for v in np.abs(d).reshape(k, -1).max(1)]
+
+    def predicted(who: str, pred: np.ndarray) -> list[tuple[str, str]]:
+        return [(f"{who}: {p}", RIGHT if p == t else WRONG) for p, t in zip(pred, y, strict=True)]
+
+    columns = [
+        ("clean", clean, False, [(f"true {t}, {s}", c) for t, (s, c)
+                                 in zip(y, predicted("C", ex["pred_c_clean"]), strict=True)]),
+        ("AE reconstruction", recon, False, [("", "black")] * k),
+        ("adversarial for C", adv_c, False, predicted("C", ex["pred_c_adv"])),
+        ("adversarial for AE-C", adv_ae, False, predicted("AE-C", ex["pred_ae_c_adv"])),
+        ("perturbation for C", d_c, True, linf(d_c)),
+        ("perturbation for AE-C", d_ae, True, linf(d_ae)),
+    ]
+    fig = Figure(figsize=(10.5, 1.75 * k + 1.0), layout="constrained")
+    axes = fig.subplots(k, len(columns), squeeze=False)
+    for j, (title, images, centred, labels) in enumerate(columns):
+        tiles = 0.5 + images / (2 * scale) if centred else images
+        for ax, tile, (text, color) in zip(axes[:, j], tiles, labels, strict=True):
+            if grey:
+                ax.imshow(tile[0], cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(np.clip(np.moveaxis(tile, 0, -1), 0, 1))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(text, color=color, fontsize=9)
+        axes[0, j].set_title(title, fontsize=10)
+    fig.suptitle(f"{ex['attack']}; perturbations: grey = 0, black / white = "
+                 f"-/+{scale * 255:.0f}/255", fontsize=11)
+    return _png(fig)

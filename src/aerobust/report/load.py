@@ -1,0 +1,127 @@
+"""Reading a ``reproduce --out`` folder: the manifest, each part's metadata, the rows of
+every finished experiment and the example images. Nothing here computes a number."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aerobust.errors import UserError
+
+Row = dict[str, Any]
+
+# The paper's order; the same names as aerobust.experiments.EXPERIMENTS, repeated here
+# because importing that package would import the training code the report never needs.
+EXPERIMENTS = ("table1", "table2", "figure2", "table3", "table4", "figure4")
+EXAMPLE_ARRAYS = ("clean", "reconstruction", "adv_c", "adv_ae_c", "label", "pred_c_clean",
+                  "pred_c_adv", "pred_ae_c_adv", "attack")
+PAPER_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
+
+
+@dataclass(frozen=True)
+class Part:
+    """One dataset's results. ``rows`` holds finished experiments only; ``requested``
+    is None when the manifest does not say which experiments were asked for."""
+
+    name: str
+    meta: dict[str, Any]
+    rows: dict[str, list[Row]]
+    examples: dict[str, np.ndarray] | None
+    requested: tuple[str, ...] | None
+
+    @property
+    def paper_dataset(self) -> str:
+        return self.meta.get("paper_dataset") or "mnist"
+
+    @property
+    def paper_name(self) -> str:
+        return PAPER_NAMES.get(self.paper_dataset, self.paper_dataset)
+
+    def missing(self, experiment: str) -> str:
+        """Why ``experiment`` has no rows, in words that always contain "not run"."""
+        if not self.meta:
+            return "not run (no part.json: this part never started)"
+        if self.requested is not None and experiment not in self.requested:
+            return "not run (not requested)"
+        return "not run"
+
+    def paper_note(self, paper_dataset: str | None = None) -> str:
+        """What the paper columns are, said once per table; Table 3 is MNIST-only."""
+        reference = paper_dataset or self.paper_dataset
+        dataset = self.meta.get("dataset", self.name)
+        note = f"Paper columns: the paper's {PAPER_NAMES.get(reference, reference)} numbers"
+        return note + ("." if dataset == reference else f"; different data (`{dataset}`).")
+
+
+@dataclass(frozen=True)
+class Results:
+    root: Path
+    manifest: dict[str, Any]
+    parts: list[Part]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The file's object, or None when absent; a corrupt file is the user's to fix."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: not readable JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return data
+
+
+def _read_examples(path: Path) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            lacking = [k for k in EXAMPLE_ARRAYS if k not in npz.files]
+            if lacking:
+                raise UserError(f"{path}: lacks the array(s) {', '.join(lacking)}")
+            return {k: npz[k] for k in EXAMPLE_ARRAYS}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path}: not a readable npz file ({e})") from None
+
+
+def _finished_rows(part_dir: Path, meta: dict[str, Any]) -> dict[str, list[Row]]:
+    """Rows of the experiments part.json lists as finished. A rows file it does not list
+    is from an interrupted run or an older config, so it is left out."""
+    rows = {}
+    for name in EXPERIMENTS:
+        if name not in meta.get("experiments", {}):
+            continue
+        data = _read_json(part_dir / f"{name}.json")
+        if data is not None and data.get("rows"):
+            rows[name] = data["rows"]
+    return rows
+
+
+def load_results(out_dir: str | Path) -> Results:
+    root = Path(out_dir)
+    manifest = _read_json(root / "reproduce.json")
+    if manifest is None:
+        raise UserError(f"{root}: no reproduce.json: run `aerobust reproduce --out {root}` "
+                        "first")
+    names = manifest.get("parts") or sorted(p.parent.name for p in root.glob("*/part.json"))
+    requested = manifest.get("experiments")
+    parts = []
+    for name in names:
+        part_dir = root / name
+        meta = _read_json(part_dir / "part.json") or {}
+        parts.append(Part(name=name, meta=meta, rows=_finished_rows(part_dir, meta),
+                          examples=_read_examples(part_dir / "examples.npz"),
+                          requested=None if requested is None else tuple(requested)))
+    return Results(root=root, manifest=manifest, parts=parts)
+
+
+def index(rows: list[Row], *keys: str) -> dict[tuple[Any, ...], Row]:
+    """Rows by their cell keys, in row order (dicts keep insertion order)."""
+    return {tuple(r.get(k) for k in keys): r for r in rows}

@@ -1,0 +1,109 @@
+"""Provenance: what ran, on which data, with which settings, software and time. The
+header of the report and its closing Settings section, so a reader can judge (and
+redo) every number."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aerobust.report.blocks import Block, Heading, Paragraph, Table
+from aerobust.report.load import EXPERIMENTS, Part, Results
+from aerobust.report.numbers import duration
+
+
+def _value(v: Any) -> str:
+    """A config value in a table cell; None means the data family's default."""
+    if v is None:
+        return "default"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_value(x) for x in v)
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _versions(versions: dict[str, str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or "-"
+
+
+def summary(results: Results) -> list[Block]:
+    """Section 1: the run as a whole, then one line per part."""
+    m = results.manifest
+    finished = (f"finished {m['finished']}, wall time {duration(m.get('seconds'))}"
+                if m.get("finished") else "not finished (interrupted, or still running)")
+    parts = Table(["Part", "dataset", "paper reference", "data checksum", "config hash",
+                   "seed", "experiments"],
+                  [[f"`{p.name}`", f"`{p.meta.get('dataset', '-')}`", p.paper_name,
+                    f"`{p.meta.get('data_checksum', '-')}`", f"`{p.meta.get('config_hash', '-')}`",
+                    _value(p.meta.get("seed", "-")), f"{len(p.rows)} of {len(EXPERIMENTS)}"]
+                   for p in results.parts],
+                  [False] * 5 + [True, True])
+    return [Paragraph(f"Preset `{m.get('preset', '-')}`; command `{m.get('command', '-')}`."),
+            Paragraph(f"Started {m.get('started', '-')}, {finished}."),
+            Paragraph(f"Versions: {_versions(m.get('versions', {}))}."),
+            parts]
+
+
+def _metric(metrics: dict[str, Any]) -> str:
+    """The test metric a run is judged by: accuracy for classifiers, MSE for an AE."""
+    shown = []
+    if metrics.get("test_accuracy") is not None:
+        shown.append(f"accuracy {100 * metrics['test_accuracy']:.2f}%")
+    if metrics.get("test_mse") is not None:
+        shown.append(f"MSE {metrics['test_mse']:.5f}")
+    return ", ".join(shown) or "-"
+
+
+def _training(run: dict[str, Any]) -> str:
+    how = [run.get("loss") or "-"]
+    if run.get("method") not in (None, "standard"):
+        how.append(run["method"])
+    if run.get("adversarial"):
+        how.append("PGD adversarial")
+    return ", ".join(how)
+
+
+def _runs(part: Part) -> Table:
+    header = ["run", "arch", "kind", "training", "epochs", "seed", "test metric"]
+    return Table(header, [[f"`{name}`", run.get("arch", "-"), run.get("kind", "-"),
+                           _training(run), _value(run.get("epochs")), _value(run.get("seed")),
+                           _metric(run.get("metrics", {}))]
+                          for name, run in sorted(part.meta.get("runs", {}).items())],
+                 [False] * 4 + [True, True, False])
+
+
+def settings(results: Results) -> list[Block]:
+    """Section 6: config per part, trained runs, seconds per experiment, versions."""
+    parts = results.parts
+    names = [f"`{p.name}`" for p in parts]
+    fields = list(dict.fromkeys(k for p in parts for k in p.meta.get("config", {})))
+    blocks: list[Block] = [
+        Heading(3, "Configuration"),
+        Paragraph("`default`: the data family's default (see DESIGN.md). Epsilons in 0-255 "
+                  "pixel units."),
+        Table(["field", *names],
+              [["data checksum", *(f"`{p.meta.get('data_checksum', '-')}`" for p in parts)],
+               ["config hash", *(f"`{p.meta.get('config_hash', '-')}`" for p in parts)],
+               *([f, *(_value(p.meta.get("config", {}).get(f, "-")) for p in parts)]
+                 for f in fields)]),
+    ]
+    for p in parts:
+        blocks += [Heading(3, f"Trained runs: `{p.name}`"), _runs(p)]
+    seconds = [[p.meta.get("experiments", {}).get(e, {}).get("seconds") for p in parts]
+               for e in EXPERIMENTS]
+    time_rows = [[e, *("not run" if s is None else duration(s) for s in row)]
+                 for e, row in zip(EXPERIMENTS, seconds, strict=True)]
+    totals = [sum(row[i] or 0 for row in seconds) for i in range(len(parts))]
+    time_rows.append(["**total**", *(f"**{duration(t)}**" for t in totals)])
+    libraries = sorted({k for p in parts for k in p.meta.get("versions", {})}
+                       | set(results.manifest.get("versions", {})))
+    sources = [results.manifest, *(p.meta for p in parts)]
+    blocks += [
+        Heading(3, "Time"),
+        Table(["experiment", *names], time_rows, [False] + [True] * len(parts)),
+        Paragraph(f"Wall time of the whole run, training and example images included: "
+                  f"{duration(results.manifest.get('seconds'))}."),
+        Heading(3, "Versions"),
+        Table(["library", "reproduce", *names],
+              [[lib, *(s.get("versions", {}).get(lib, "-") for s in sources)]
+               for lib in libraries]),
+    ]
+    return blocks

@@ -1,0 +1,250 @@
+"""The report: built from rows that really came from every experiment, self-contained
+HTML, verdicts that follow the numbers, "not run" where an experiment is missing, and
+never a model trained or an attack run."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from aerobust.errors import UserError
+from aerobust.experiments import ExperimentConfig, Workspace, run_experiment
+from aerobust.experiments.examples import write_examples
+from aerobust.report import write_report
+from aerobust.report.load import EXPERIMENTS
+from aerobust.report.verdicts import AGREES, DISAGREES, MIXED, adversarial, gradient, white_box
+from aerobust.training import RunStore
+
+SETTINGS = dict(classifier_epochs=1, ae_epochs=1, n_eval=8, n_cw=4, cw_steps=5,
+                cw_binary_steps=2, pgd_steps=2, deepfool_steps=3, masking_n=8,
+                masking_pgd_steps=2, eps=(20, 80), eps_sweep=(0, 40), lambdas=(0.0, 1.0),
+                gammas=(0, 2))
+PART = "tiny"
+PNG = b"\x89PNG\r\n\x1a\n"
+SECTIONS = ("# Reproduction report", "## Verdicts", "## Table 1", "## Table 2", "**(a)**",
+            "**(b)**", "## Table 3", "## Table 4", "## Fig. 2", "## Fig. 4", "## Examples",
+            "## Settings", "### Configuration", "### Trained runs", "### Time", "### Versions")
+# Run in a fresh interpreter: the report must not even import the training or
+# experiment code, and an attack run by accident fails loudly.
+NO_TRAINING = """
+import sys
+import aerobust.attacks.base as base
+
+def refuse(*args, **kwargs):
+    raise AssertionError("the report ran an attack")
+
+base.Attack.__call__ = refuse
+from aerobust.report import write_report
+
+write_report(sys.argv[1])
+loaded = [m for m in sys.modules if m.startswith(("aerobust.training", "aerobust.experiments"))]
+assert not loaded, loaded
+"""
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2))
+
+
+@pytest.fixture(scope="module")
+def results(tiny_npz: str, shared_store: RunStore,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A reproduce folder as `aerobust reproduce` lays it out, every experiment's rows
+    from run_experiment on tiny data; part.json and reproduce.json written here."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    ws = Workspace(ExperimentConfig(dataset=tiny_npz, **SETTINGS), shared_store, "cpu",
+                   progress=False)
+    root = tmp_path_factory.mktemp("reproduce")
+    finished = {}
+    for name in EXPERIMENTS:
+        rows, _ = run_experiment(name, ws, root / PART)
+        finished[name] = {"seconds": 1.0, "rows": len(rows), "config_hash": ws.config.digest}
+    write_examples(ws, root / PART, k=3)
+    torch.set_num_threads(threads)
+    prov = ws.provenance()
+    runs = {name: {"arch": run.spec.arch, "kind": run.spec.kind, "epochs": run.spec.epochs,
+                   "seed": run.spec.seed, "loss": run.spec.loss, "method": run.spec.method,
+                   "adversarial": run.spec.adversarial, "metrics": run.metrics}
+            for name, run in ws.runs.items()}
+    _write_json(root / PART / "part.json", {
+        **prov, "part": PART, "preset": "quick", "family": ws.family,
+        "paper_dataset": ws.paper_dataset, "seed": ws.config.seed, "experiments": finished,
+        "runs": runs})
+    _write_json(root / "reproduce.json", {
+        "preset": "quick", "command": "aerobust reproduce --out X", "parts": [PART],
+        "experiments": list(EXPERIMENTS), "started": "2025-01-01T00:00:00+00:00",
+        "finished": "2025-01-01T00:01:00+00:00", "seconds": 60.0,
+        "versions": prov["versions"]})
+    yield root
+
+
+@pytest.fixture(scope="module")
+def report(results: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of ``results``, written by a fresh interpreter that refuses attacks
+    and must not import the training or experiment code."""
+    out = tmp_path_factory.mktemp("report") / "out"
+    shutil.copytree(results, out)
+    done = subprocess.run([sys.executable, "-c", NO_TRAINING, str(out)], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def _copy(results: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    shutil.copytree(results, out)
+    return out
+
+
+def _drop(out: Path, *experiments: str) -> None:
+    """Make ``experiments`` unfinished in part.json, as a part that ran only some of them;
+    their rows files stay, as an interrupted run or an older config leaves them, and the
+    report must not show them."""
+    meta = json.loads((out / PART / "part.json").read_text())
+    for name in experiments:
+        del meta["experiments"][name]
+    _write_json(out / PART / "part.json", meta)
+
+
+def _rows(results: Path, experiment: str) -> list[dict]:
+    return json.loads((results / PART / f"{experiment}.json").read_text())["rows"]
+
+
+def _verdict_line(md: str, claim: str) -> str:
+    return next(line for line in md.splitlines() if line.startswith(f"| {claim}"))
+
+
+def test_report_from_real_rows_has_every_section(report: Path, results: Path) -> None:
+    md = (report / "report.md").read_text()
+    for section in SECTIONS:
+        assert section in md, section
+    assert "not run" not in md
+    assert "different data" in md  # tiny data: the paper's MNIST numbers for reference
+    # our number, the paper's and the difference, in the paper's layout
+    fgsm = next(r for r in _rows(results, "table1")
+                if (r["variant"], r["attack"], r["eps"]) == ("C", "fgsm", 20))
+    assert (f"| FGSM | 20 | {fgsm['accuracy']:.2f} | 69.94 | {fgsm['accuracy'] - 69.94:+.2f} |"
+            in md)
+    for claim in range(1, 7):
+        line = _verdict_line(md, f"({claim})")
+        assert any(f"| **{s}** |" in line for s in (AGREES, DISAGREES, MIXED)), line
+    for name in ("figure2_tiny", "figure4", "examples_tiny"):
+        assert f"](report_files/{name}.png)" in md
+        assert (report / "report_files" / f"{name}.png").read_bytes().startswith(PNG)
+    assert "no reference points are drawn" in md
+    assert not list(report.rglob(".*.tmp"))  # atomic writes leave no temp files
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_html_is_self_contained(report: Path) -> None:
+    parser = _Tags()
+    parser.feed((report / "report.html").read_text())
+    tags = parser.tags
+    links = [a[k] or "" for _, a in tags for k in ("src", "href") if k in a]
+    assert links and not [u for u in links if u.startswith(("http:", "https:", "//"))]
+    assert not [t for t, _ in tags if t in ("script", "link", "iframe")]
+    images = [a["src"] or "" for t, a in tags if t == "img"]
+    assert len(images) == len(list((report / "report_files").glob("*.png"))) == 3
+    for src in images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG)
+    assert ("td", {"class": "num"}) in tags  # numbers right-aligned
+
+
+def test_missing_experiments_show_not_run(results: Path, tmp_path: Path) -> None:
+    out = _copy(results, tmp_path)
+    _drop(out, "figure2", "table3")
+    manifest = json.loads((out / "reproduce.json").read_text())
+    manifest["experiments"].remove("table3")  # as `--only` leaves it out
+    _write_json(out / "reproduce.json", manifest)
+    (out / PART / "examples.npz").unlink()
+    paths = write_report(out)
+    assert "figure2_tiny" not in paths and "examples_tiny" not in paths
+    md = paths["md"].read_text()
+    fig2 = md[md.index("## Fig. 2"):md.index("## Fig. 4")]
+    assert "`tiny`: not run." in fig2
+    assert "| **not run** |" in _verdict_line(md, "(3)")
+    assert "not run (not requested)" in md[md.index("## Table 3"):md.index("## Table 4")]
+    assert "no examples.npz" in md
+    assert "| `tiny` |" in md and "| 4 of 6 |" in md
+    assert "## Table 1" in md and "| **not run** |" not in _verdict_line(md, "(1)")
+
+
+def test_white_box_verdict_follows_the_numbers(results: Path, tmp_path: Path) -> None:
+    """Real Table 1 rows with set accuracies: AE-C above C agrees, swapped disagrees."""
+    rows = _rows(results, "table1")
+    for r in rows:
+        if r["attack"] != "clean":
+            r["accuracy"] = 60.0 if r["variant"] == "AE-C" else 30.0
+    assert white_box(rows, "mnist")[0] == AGREES
+    for r in rows:
+        if r["attack"] != "clean":
+            r["accuracy"] = 90.0 - r["accuracy"]
+    status, text = white_box(rows, "mnist")
+    assert status == DISAGREES and "0 of 6 attack rows, mean -30.00 points" in text
+    out = _copy(results, tmp_path)
+    _drop(out, *(e for e in EXPERIMENTS if e != "table1"))
+    _write_json(out / PART / "table1.json", {"experiment": "table1", "rows": rows})
+    md = write_report(out)["md"].read_text()
+    assert "| **disagrees** |" in _verdict_line(md, "(1)")
+
+
+def test_direction_claims_follow_the_paper_dataset() -> None:
+    """Table 4 and Fig. 4: the paper says opposite things for MNIST and CIFAR-10."""
+    g = [{"variant": v, "target": "true", "gradient_amplitude": a, "paper": None}
+         for v, a in (("C", 2e-3), ("AE-C", 1e-3))]
+    assert gradient(g, "mnist")[0] == AGREES and gradient(g, "cifar10")[0] == DISAGREES
+    accuracy = {"C": 20.0, "AE-C": 50.0, "advC": 60.0, "AE-advC": 70.0}
+    f4 = [{"variant": v, "attack": "pgd", "eps": e, "accuracy": a if e else 99.0}
+          for v, a in accuracy.items() for e in (0, 40)]
+    assert adversarial(f4, "mnist")[0] == AGREES  # gap +30 -> +10: narrows, stays above
+    assert adversarial(f4, "cifar10")[0] == DISAGREES  # CIFAR-10: AE-advC should be lower
+
+
+def test_two_parts_share_figure4(results: Path, tmp_path: Path) -> None:
+    """The paper preset's layout: MNIST and CIFAR-10 parts, Fig. 4 as one 1 x 4 figure."""
+    out = _copy(results, tmp_path)
+    _drop(out, "figure2")
+    (out / PART / "examples.npz").unlink()
+    single = write_report(out)["figure4"].read_bytes()
+    shutil.copytree(out / PART, out / "cifar10")
+    meta = json.loads((out / "cifar10" / "part.json").read_text())
+    _write_json(out / "cifar10" / "part.json", {**meta, "paper_dataset": "cifar10"})
+    _write_json(out / "reproduce.json", {**json.loads((out / "reproduce.json").read_text()),
+                                         "parts": [PART, "cifar10"]})
+    paths = write_report(out)
+    md = paths["md"].read_text()
+    assert sum(line.startswith("|  | `cifar10` |") for line in md.splitlines()) == 6
+    assert "higher with the AE on CIFAR-10" in md and "lower with the AE on MNIST" in md
+
+    def width(png: bytes) -> int:
+        return int.from_bytes(png[16:20], "big")
+
+    assert width(paths["figure4"].read_bytes()) == pytest.approx(2 * width(single), rel=0.05)
+
+
+def test_no_manifest_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"no reproduce\.json: run `aerobust reproduce --out"
+                       ) as caught:
+        write_report(tmp_path)
+    assert "\n" not in str(caught.value) and str(tmp_path) in str(caught.value)

@@ -1,0 +1,167 @@
+"""``aerobust reproduce``: presets, every experiment and the report in one command,
+resuming after SIGKILL with the numbers of an uninterrupted run, the output lock."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aerobust.cli import EXPERIMENT_NAMES, main
+from aerobust.errors import UserError
+from aerobust.experiments.presets import PRESETS, parts
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# Every experiment at the smallest sizes that still exercise it.
+TINY = ["--classifier-epochs", "1", "--ae-epochs", "1", "--pgd-steps", "2", "--n", "12",
+        "--masking-n", "8", "--masking-pgd-steps", "2", "--eps", "20,80", "--eps-sweep", "0,40",
+        "--lambdas", "0,1", "--gammas", "0,1", "--n-cw", "4", "--cw-steps", "5",
+        "--cw-binary-steps", "2"]
+# what differs between two runs that compute the same numbers
+TIMING = {"cell_seconds", "seconds", "images_per_second"}
+
+
+def _command(tiny_npz: str, out: Path, store: Path, *extra: str) -> list[str]:
+    return ["reproduce", "--preset", "mnist", "--dataset", tiny_npz, "--out", str(out),
+            "--store", str(store), "--quiet", *TINY, *extra]
+
+
+def _numbers(out: Path) -> dict[str, list[dict]]:
+    """Every experiment's rows without their timings."""
+    result = {}
+    for path in sorted(out.glob("*/*.json")):
+        if path.name == "part.json":
+            continue
+        rows = json.loads(path.read_text())["rows"]
+        result[f"{path.parent.name}/{path.name}"] = [
+            {k: v for k, v in r.items() if k not in TIMING} for r in rows]
+    return result
+
+
+def _subprocess(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "aerobust.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_presets() -> None:
+    assert [p.dataset for p in parts("paper")] == ["mnist", "cifar10"]
+    assert parts("quick")[0].dataset == "digits"
+    mine = parts("mnist", "npz:/data/My MNIST.npz")
+    assert (mine[0].name, mine[0].dataset) == ("My-MNIST", "npz:/data/My MNIST.npz")
+    assert mine[0].settings == PRESETS["mnist"][0].settings
+    with pytest.raises(UserError, match="runs 2"):
+        parts("paper", "npz:x.npz")
+    with pytest.raises(UserError, match="unknown preset"):
+        parts("fast")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, tiny_npz: str) -> Path:
+    """One uninterrupted run in a subprocess (as a user runs it), fresh store."""
+    root = tmp_path_factory.mktemp("reference")
+    proc = _subprocess(_command(tiny_npz, root / "out", root / "store"))
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    return root / "out"
+
+
+def test_reproduce_runs_every_experiment_and_writes_the_report(reference: Path) -> None:
+    manifest = json.loads((reference / "reproduce.json").read_text())
+    assert manifest["preset"] == "mnist" and manifest["finished"]
+    assert manifest["parts"] == ["d"]  # the npz file's stem
+    part = json.loads((reference / "d" / "part.json").read_text())
+    assert set(part["experiments"]) == set(EXPERIMENT_NAMES)
+    assert part["config"]["n_eval"] == 12 and part["data_checksum"].startswith("sha256:")
+    assert any(r["arch"] == "conv-ae" for r in part["runs"].values())
+    for name in EXPERIMENT_NAMES:
+        assert (reference / "d" / f"{name}.json").is_file()
+        assert part["experiments"][name]["rows"] == len(
+            json.loads((reference / "d" / f"{name}.json").read_text())["rows"])
+    assert (reference / "d" / "examples.npz").is_file()
+    assert (reference / "report.md").is_file() and (reference / "report.html").is_file()
+    assert "part d" in (reference / "reproduce.log").read_text()
+
+
+def test_killed_run_resumes_with_the_uninterrupted_numbers(
+        tmp_path: Path, tiny_npz: str, reference: Path) -> None:
+    args = _command(tiny_npz, tmp_path / "out", tmp_path / "store")
+    proc = _subprocess(args)
+    cells = tmp_path / "out" / "d" / "cells"
+    deadline = time.monotonic() + 300
+    while sum(1 for _ in cells.glob("*/*.json")) < 10:  # mid-run: some cells written
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = sum(1 for _ in cells.glob("*/*.json"))
+    assert not (tmp_path / "out" / "report.md").exists()
+    proc = _subprocess(args)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert sum(1 for _ in cells.glob("*/*.json")) > done_before
+    assert _numbers(tmp_path / "out") == _numbers(reference)
+
+
+def test_second_run_reuses_everything(tmp_path: Path, tiny_npz: str, reference: Path) -> None:
+    """Nothing left to do: no cell is recomputed and no model trained."""
+    store = tmp_path / "store"
+    out = tmp_path / "out"
+    assert main(_command(tiny_npz, out, store, "--only", "table1,table4")) == 0
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("d/cells/*/*.json")}
+    start = time.perf_counter()
+    assert main(_command(tiny_npz, out, store, "--only", "table1,table4")) == 0
+    assert time.perf_counter() - start < 20
+    assert {p: p.stat().st_mtime_ns for p in out.glob("d/cells/*/*.json")} == stamps
+    assert "table1: already finished, reused" in (out / "reproduce.log").read_text()
+    ref = _numbers(reference)
+    assert _numbers(out) == {k: ref[k] for k in ("d/table1.json", "d/table4.json")}
+
+
+def test_jobs_run_experiments_in_parallel_with_the_same_numbers(
+        tmp_path: Path, tiny_npz: str, reference: Path) -> None:
+    only = "table1,table3,table4"
+    assert main(_command(tiny_npz, tmp_path / "out", tmp_path / "store", "--only", only,
+                         "--jobs", "2")) == 0
+    ref = _numbers(reference)
+    assert _numbers(tmp_path / "out") == {f"d/{e}.json": ref[f"d/{e}.json"]
+                                          for e in only.split(",")}
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path, tiny_npz: str,
+                                                    capsys) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        assert main(_command(tiny_npz, out, tmp_path / "store")) == 2
+    assert "another `aerobust reproduce` is writing here" in capsys.readouterr().err
+    assert not (out / "reproduce.json").exists()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--only", "table9"], "--only 'table9': expected names from table1"),
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--eps", "300"], "outside 0..255"),
+])
+def test_bad_options_exit_2_with_one_line(tmp_path: Path, tiny_npz: str, capsys,
+                                          extra: list[str], message: str) -> None:
+    assert main(_command(tiny_npz, tmp_path / "out", tmp_path / "store", *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_missing_data_says_how_to_get_it(tmp_path: Path, capsys) -> None:
+    code = main(["reproduce", "--preset", "mnist", "--data-dir", str(tmp_path),
+                 "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 2
+    assert "aerobust data download mnist" in capsys.readouterr().err

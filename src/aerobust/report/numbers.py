@@ -31,7 +31,7 @@ def eps_label(eps: float | None) -> str:
     return "-" if eps is None else f"{eps:g}"
 
 
-ATTACK_LABELS = {"clean": "none", "fgsm": "FGSM", "pgd": "PGD", "cw": "CW (c=0)",
+ATTACK_LABELS = {"clean": "clean", "fgsm": "FGSM", "pgd": "PGD", "cw": "CW (c=0)",
                  "deepfool": "DeepFool"}
 LAMBDA, GAMMA = "\N{GREEK SMALL LETTER LAMDA}", "\N{GREEK SMALL LETTER GAMMA}"
 

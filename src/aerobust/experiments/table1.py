@@ -98,7 +98,7 @@ def markdown(rows: list[Row]) -> str:
         "| Attack | eps | C | paper | diff | AE-C | paper | diff | median L2 C | median L2 AE-C |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    label = {"clean": "none", "fgsm": "FGSM", "pgd": "PGD", "cw": "CW (c=0)",
+    label = {"clean": "clean", "fgsm": "FGSM", "pgd": "PGD", "cw": "CW (c=0)",
              "deepfool": "DeepFool"}
     for attack, eps in order:
         c, a = by.get(("C", attack, eps), {}), by.get(("AE-C", attack, eps), {})

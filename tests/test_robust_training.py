@@ -206,3 +206,17 @@ def test_adversarial_training_makes_lenet5_robust_on_real_mnist(mnist_dir: Path,
     assert ev["plain"].robust_accuracy < 0.05, summary
     assert ev["adversarial"].clean_accuracy > 0.5, summary
     assert ev["adversarial"].robust_accuracy > ev["plain"].robust_accuracy + 0.1, summary
+
+
+def test_latent_decoder_starts_at_the_mean_pixel(tmp_path: Path) -> None:
+    """The latent classifier's decoder gets the stand-alone AE's output-bias start: its
+    first reconstruction is about the data's mean pixel everywhere, not 0.5."""
+    import math
+
+    ds = make_dataset()
+    # Adam moves each weight by about lr per step: 1e-12 keeps the initial weights
+    spec = _latent_spec(ds, method="regularization", lam=1.0, epochs=1).replace(lr=1e-12)
+    model = RunStore(tmp_path).train(spec, ds, "cpu", progress=False).load()
+    mean = float(ds.x_train.mean())
+    bias = model.autoencoder.decoder[-2].bias
+    assert float(bias.mean()) == pytest.approx(math.log(mean / (1 - mean)), abs=1e-4)

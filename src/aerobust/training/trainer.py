@@ -127,8 +127,11 @@ def fit(
     """
     torch.manual_seed(spec.seed)
     model = build_model(spec.arch, **spec.arch_kwargs)
-    if isinstance(model, ConvAE):
-        model.init_output_bias(float(dataset.x_train.mean()))
+    # Every decoder starts at the mean pixel, the latent classifier's too: from a 0.5
+    # start, decoders on dark data (MNIST) can collapse to a black image and stay there.
+    ae = model.autoencoder if isinstance(model, LatentClassifier) else model
+    if isinstance(ae, ConvAE):
+        ae.init_output_bias(float(dataset.x_train.mean()))
     model.to(device)
     opts = _optimizers(spec, model)
     scheds = [_scheduler(spec, opt) for opt in opts]

@@ -104,8 +104,10 @@ def test_attacks_are_immutable_configs() -> None:
 
 def test_bad_inputs_raise_user_errors(digits: Any, mlp: Callable[..., nn.Module]) -> None:
     attack, model, x, y = FGSM(eps=0.1), mlp(), digits.x[:8], digits.y[:8]
-    with pytest.raises(UserError, match=r"lie in \[0,1\]"):
+    with pytest.raises(UserError, match=r"lie in \[0,1\].*got \[0, 255\]"):
         attack(model, x * 255, y)
+    with pytest.raises(UserError, match=r"got \[-0\.5, 1\]"):
+        attack(model, x - 0.5 * (x == 0).float(), y)
     with pytest.raises(UserError, match="y must be integer labels"):
         attack(model, x, y[:4])
     with pytest.raises(UserError, match="y must be integer labels"):
@@ -211,6 +213,45 @@ def test_model_state_restored_when_the_attack_raises(name: str, digits: Any) -> 
         get(name, **CHEAP[name])(model, digits.x[:16], digits.y[:16])
     handle.remove()
     assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("name", CHEAP)
+def test_inputs_are_left_untouched(name: str, digits: Any, conv: Callable[..., nn.Module]) -> None:
+    """Attacks work on aliases of x (no defensive clones): the caller's tensors must
+    come back unchanged, without gradients or a grad flag."""
+    x, y = digits.x[:16].clone(), digits.y[:16].clone()
+    get(name, **CHEAP[name])(conv(), x, y)
+    assert torch.equal(x, digits.x[:16]) and torch.equal(y, digits.y[:16])
+    assert not x.requires_grad and x.grad is None
+
+
+class CountingTrain(nn.Sequential):
+    """Counts ``train()`` calls (``eval()`` is ``train(False)``)."""
+
+    calls = 0
+
+    def train(self, mode: bool = True) -> CountingTrain:
+        CountingTrain.calls += 1
+        return super().train(mode)
+
+
+def test_attack_mode_leaves_an_eval_frozen_model_alone() -> None:
+    """Flags are written only where they differ: an eval-mode model with frozen
+    parameters is not touched; a training one is switched and restored."""
+    model = CountingTrain(nn.Linear(4, 3), nn.Dropout(0.5)).eval().requires_grad_(False)
+    CountingTrain.calls = 0
+    with attack_mode(model):
+        assert not model.training
+    assert CountingTrain.calls == 0
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    model.train().requires_grad_(True)
+    CountingTrain.calls = 0
+    with attack_mode(model):
+        assert not any(m.training for m in model.modules())
+        assert not any(p.requires_grad for p in model.parameters())
+    assert CountingTrain.calls == 1
+    assert all(m.training for m in model.modules())
+    assert all(p.requires_grad for p in model.parameters())
 
 
 def test_attack_mode_nests_and_restores() -> None:

@@ -72,16 +72,22 @@ def attack_mode(model: nn.Module) -> Iterator[nn.Module]:
     """
     modes = [(module, module.training) for module in model.modules()]
     flags = [(param, param.requires_grad) for param in model.parameters()]
+    # Only flags that differ are written (``nn.Module.__setattr__`` is slow, and this
+    # runs on every batch): a model already in eval mode, frozen, is left untouched.
     try:
-        model.eval()
-        for param, _ in flags:
-            param.requires_grad_(False)
+        if any(mode for _, mode in modes):
+            model.eval()
+        for param, flag in flags:
+            if flag:
+                param.requires_grad_(False)
         yield model
     finally:
         for module, mode in modes:
-            module.training = mode
+            if module.training != mode:
+                module.training = mode
         for param, flag in flags:
-            param.requires_grad_(flag)
+            if param.requires_grad != flag:
+                param.requires_grad_(flag)
 
 
 def batch_view(mask: Tensor, like: Tensor) -> Tensor:
@@ -164,9 +170,12 @@ def _check_inputs(attack: str, x: Tensor, y: Tensor) -> Tensor:
             f"{attack}: y must be integer labels of shape ({x.shape[0]},), "
             f"got {y.dtype} {tuple(y.shape)}"
         )
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise UserError(
-            f"{attack}: x must lie in [0,1] (normalisation belongs inside the model), "
-            f"got [{x.min().item():.4g}, {x.max().item():.4g}]"
-        )
+    if x.numel():
+        # One pass for both extremes and one host sync (a check per call, on every batch).
+        low, high = torch.aminmax(x)
+        if bool((low < 0) | (high > 1)):
+            raise UserError(
+                f"{attack}: x must lie in [0,1] (normalisation belongs inside the model), "
+                f"got [{low.item():.4g}, {high.item():.4g}]"
+            )
     return y.to(device=x.device, dtype=torch.long)

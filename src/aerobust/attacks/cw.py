@@ -91,13 +91,17 @@ class CW(Attack):
 
             # These logits belong to this iterate: book it before Adam moves on. Fooled
             # means argmax != y once the true logit is raised by the confidence, as in
-            # the reference (so ties resolve exactly like a plain prediction).
+            # the reference (so ties resolve exactly like a plain prediction); with no
+            # confidence the raised logits are the logits themselves.
             with torch.no_grad():
-                raised = logits.scatter(1, label, (true_logit + self.confidence).unsqueeze(1))
+                raised = logits
+                if self.confidence:
+                    raised = logits.scatter(1, label, (true_logit + self.confidence)[:, None])
                 hit = raised.argmax(dim=1) != y
                 better = hit & (l2 < best_sq)
                 best_sq = torch.where(better, l2, best_sq)
-                best_adv = torch.where(batch_view(better, x), x_adv.detach(), best_adv)
+                # In place: ``best_adv`` is ours (a clone of x), and this runs every step.
+                torch.where(batch_view(better, x), x_adv, best_adv, out=best_adv)
                 fooled |= hit
             if self.abort_early and step % check_every == 0:
                 total = loss.item()

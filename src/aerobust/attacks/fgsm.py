@@ -26,9 +26,11 @@ class FGSM(Attack):
         check_number(self.name, "eps", self.eps, 0.0, 1.0)
 
     def _attack(self, model: CountedModel, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        x = x.clone().requires_grad_(True)
-        g = model.grad(F.cross_entropy(model(x), y, reduction="sum"), x)
-        x_adv = (x.detach() + self.eps * g.sign()).clamp_(0.0, 1.0)
+        # ``x`` is the caller's detached alias and is never written to: no clone needed.
+        x_var = x.detach().requires_grad_(True)
+        g = model.grad(F.cross_entropy(model(x_var), y, reduction="sum"), x_var)
+        # ``eps * sign`` is exact in float, so the fused add equals ``x + eps * sign(g)``.
+        x_adv = torch.add(x, g.sign_(), alpha=self.eps).clamp_(0.0, 1.0)
         with torch.no_grad():
             success = model(x_adv).argmax(dim=1) != y
         return x_adv, success

@@ -248,3 +248,21 @@ def test_no_manifest_is_a_user_error(tmp_path: Path) -> None:
                        ) as caught:
         write_report(tmp_path)
     assert "\n" not in str(caught.value) and str(tmp_path) in str(caught.value)
+
+
+def test_trained_runs_say_what_tells_them_apart() -> None:
+    """Table 3's runs differ only in lambda or gamma, advC only in its PGD: the runs table
+    must show those, or a reader cannot tell which run is which."""
+    from aerobust.report import settings
+
+    assert settings._training({"loss": "ce", "method": "regularization", "lam": 4.0}) == \
+        "ce, regularization, \N{GREEK SMALL LETTER LAMDA}=4"
+    assert settings._training({"loss": "ce", "method": "alternating", "gamma": 2}) == \
+        "ce, alternating, \N{GREEK SMALL LETTER GAMMA}=2"
+    assert settings._training({"loss": "temperature", "loss_kwargs": {"temperature": 2.5}}) == \
+        "temperature (temperature 2.5)"
+    adversarial = {"eps": 0.3, "steps": 40, "step_size": 0.01, "ramp_epochs": 5}
+    assert settings._training({"loss": "ce", "adversarial": adversarial}) == (
+        "ce, PGD adversarial (eps 76.5/255, 40 steps of 2.55/255, ramped up over 5 epochs)")
+    assert settings._short("sha256:" + "ab" * 32) == "sha256:" + "ab" * 8 + "..."
+    assert settings._short("md5:abc") == "md5:abc"

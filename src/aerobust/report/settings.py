@@ -4,11 +4,12 @@ redo) every number."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aerobust.report.blocks import Block, Heading, Paragraph, Table
 from aerobust.report.load import EXPERIMENTS, Part, Results
-from aerobust.report.numbers import duration
+from aerobust.report.numbers import GAMMA, LAMBDA, duration
 
 
 def _value(v: Any) -> str:
@@ -24,6 +25,13 @@ def _versions(versions: dict[str, str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or "-"
 
 
+def _short(checksum: str) -> str:
+    """A checksum cut to 16 hex digits: enough to tell data apart at a glance, narrow
+    enough for the header table (the Settings section gives it whole)."""
+    algorithm, sep, digest = checksum.partition(":")
+    return f"{algorithm}:{digest[:16]}..." if sep and len(digest) > 16 else checksum
+
+
 def summary(results: Results) -> list[Block]:
     """Section 1: the run as a whole, then one line per part."""
     m = results.manifest
@@ -32,8 +40,9 @@ def summary(results: Results) -> list[Block]:
     parts = Table(["Part", "dataset", "paper reference", "data checksum", "config hash",
                    "seed", "experiments"],
                   [[f"`{p.name}`", f"`{p.meta.get('dataset', '-')}`", p.paper_name,
-                    f"`{p.meta.get('data_checksum', '-')}`", f"`{p.meta.get('config_hash', '-')}`",
-                    _value(p.meta.get("seed", "-")), f"{len(p.rows)} of {len(EXPERIMENTS)}"]
+                    f"`{_short(p.meta.get('data_checksum', '-'))}`",
+                    f"`{p.meta.get('config_hash', '-')}`", _value(p.meta.get("seed", "-")),
+                    f"{len(p.rows)} of {len(EXPERIMENTS)}"]
                    for p in results.parts],
                   [False] * 5 + [True, True])
     return [Paragraph(f"Preset `{m.get('preset', '-')}`; command `{m.get('command', '-')}`."),
@@ -53,12 +62,26 @@ def _metric(metrics: dict[str, Any]) -> str:
 
 
 def _training(run: dict[str, Any]) -> str:
-    how = [run.get("loss") or "-"]
-    if run.get("method") not in (None, "standard"):
-        how.append(run["method"])
-    if run.get("adversarial"):
-        how.append("PGD adversarial")
+    """Loss, joint method with its weight, adversarial settings: what tells runs of one
+    architecture apart (Table 3's lambda and gamma, advC's PGD)."""
+    loss = run.get("loss") or "-"
+    if kwargs := run.get("loss_kwargs"):
+        loss += f" ({', '.join(f'{k} {_value(v)}' for k, v in sorted(kwargs.items()))})"
+    how = [loss]
+    if run.get("method") == "regularization":
+        how.append(f"regularization, {LAMBDA}={_value(run.get('lam'))}")
+    elif run.get("method") == "alternating":
+        how.append(f"alternating, {GAMMA}={_value(run.get('gamma'))}")
+    if adv := run.get("adversarial"):
+        ramp = f", ramped up over {adv['ramp_epochs']} epochs" if adv.get("ramp_epochs") else ""
+        how.append(f"PGD adversarial (eps {_pixels(adv.get('eps'))}, {adv.get('steps')} "
+                   f"steps of {_pixels(adv.get('step_size'))}{ramp})")
     return ", ".join(how)
+
+
+def _pixels(value: Any) -> str:
+    """A [0,1]-unit size in the report's 0-255 units."""
+    return f"{255 * value:.4g}/255" if isinstance(value, (int, float)) else "-"
 
 
 def _runs(part: Part) -> Table:
@@ -68,6 +91,15 @@ def _runs(part: Part) -> Table:
                            _metric(run.get("metrics", {}))]
                           for name, run in sorted(part.meta.get("runs", {}).items())],
                  [False] * 4 + [True, True, False])
+
+
+def _parallel(results: Results) -> str:
+    """Why the sum can exceed the wall time: experiments ran side by side (the recorded
+    command is the authority on how the run was made)."""
+    found = re.search(r"--jobs[= ](\d+)", results.manifest.get("command", ""))
+    if found and int(found.group(1)) > 1:
+        return f" ({found.group(1)} experiments at a time, `--jobs {found.group(1)}`)"
+    return ""
 
 
 def settings(results: Results) -> list[Block]:
@@ -92,15 +124,16 @@ def settings(results: Results) -> list[Block]:
     time_rows = [[e, *("not run" if s is None else duration(s) for s in row)]
                  for e, row in zip(EXPERIMENTS, seconds, strict=True)]
     totals = [sum(row[i] or 0 for row in seconds) for i in range(len(parts))]
-    time_rows.append(["**total**", *(f"**{duration(t)}**" for t in totals)])
+    time_rows.append(["**sum**", *(f"**{duration(t)}**" for t in totals)])
     libraries = sorted({k for p in parts for k in p.meta.get("versions", {})}
                        | set(results.manifest.get("versions", {})))
     sources = [results.manifest, *(p.meta for p in parts)]
     blocks += [
         Heading(3, "Time"),
         Table(["experiment", *names], time_rows, [False] + [True] * len(parts)),
-        Paragraph(f"Wall time of the whole run, training and example images included: "
-                  f"{duration(results.manifest.get('seconds'))}."),
+        Paragraph(f"Each experiment's own time, training the models it was first to need "
+                  f"included. Wall time of the whole run, example images included: "
+                  f"{duration(results.manifest.get('seconds'))}{_parallel(results)}."),
         Heading(3, "Versions"),
         Table(["library", "reproduce", *names],
               [[lib, *(s.get("versions", {}).get(lib, "-") for s in sources)]

@@ -110,6 +110,13 @@ def test_killed_run_resumes_with_the_uninterrupted_numbers(
     assert proc.returncode == 0, err
     assert sum(1 for _ in cells.glob("*/*.json")) > done_before
     assert _numbers(tmp_path / "out") == _numbers(reference)
+    # The wall time covers what it can: the killed session is kept, marked, not counted.
+    manifest = json.loads((tmp_path / "out" / "reproduce.json").read_text())
+    killed, resumed = manifest["sessions"]
+    assert killed["finished"] is None and resumed["finished"] == manifest["finished"]
+    assert manifest["seconds"] == resumed["seconds"] and manifest["started"] == killed["started"]
+    assert "over 2 invocations of `reproduce` (see Settings; 1 interrupted" in (
+        tmp_path / "out" / "report.md").read_text()
 
 
 def test_second_run_reuses_everything(tmp_path: Path, tiny_npz: str, reference: Path) -> None:
@@ -123,8 +130,16 @@ def test_second_run_reuses_everything(tmp_path: Path, tiny_npz: str, reference: 
     assert time.perf_counter() - start < 20
     assert {p: p.stat().st_mtime_ns for p in out.glob("d/cells/*/*.json")} == stamps
     assert "table1: already finished, reused" in (out / "reproduce.log").read_text()
+    # The no-op rerun adds its seconds to the first run's instead of replacing them.
+    manifest = json.loads((out / "reproduce.json").read_text())
+    first, second = manifest["sessions"]
+    assert manifest["seconds"] == pytest.approx(first["seconds"] + second["seconds"])
+    assert first["seconds"] > second["seconds"]
     ref = _numbers(reference)
     assert _numbers(out) == {k: ref[k] for k in ("d/table1.json", "d/table4.json")}
+    # Other settings are other work: their sessions do not count.
+    assert main(_command(tiny_npz, out, store, "--only", "table4", "--seed", "1")) == 0
+    assert len(json.loads((out / "reproduce.json").read_text())["sessions"]) == 1
 
 
 def test_jobs_run_experiments_in_parallel_with_the_same_numbers(

@@ -99,6 +99,18 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _sessions(previous: dict[str, Any], configs: dict[str, str]) -> list[dict[str, Any]]:
+    """The earlier invocations on this folder with the same settings, so that a resumed
+    run's wall time is the sum of its sessions and not only the last one's (which may
+    have had nothing left to do). One killed mid-run has ``finished`` None: its time is
+    unknown. Sessions under other settings did other work and are dropped."""
+    if "sessions" in previous:
+        return [s for s in previous["sessions"] if s.get("configs") == configs]
+    if "started" in previous:  # written before sessions were recorded
+        return [{k: previous.get(k) for k in ("command", "started", "finished", "seconds")}]
+    return []
+
+
 def _is_done(part_dir: Path, part: dict[str, Any], name: str, digest: str) -> bool:
     """Finished before under the same config, and its rows are on disk."""
     entry = part.get("experiments", {}).get(name)
@@ -145,9 +157,14 @@ def reproduce(plans: Sequence[PartPlan], experiments: Sequence[str], out: Path, 
         started, clock = _now(), time.perf_counter()
         # Every part's data first: missing data fails before anything is written.
         spaces = [Workspace(p.config, store, device=device, progress=progress) for p in plans]
+        configs = {plan.name: ws.config.digest for plan, ws in zip(plans, spaces, strict=True)}
+        session = {"command": command, "started": started, "finished": None, "seconds": None,
+                   "configs": configs}
+        sessions = [*_sessions(_read_json(out / "reproduce.json"), configs), session]
         manifest = {"preset": preset, "command": command, "parts": [p.name for p in plans],
-                    "experiments": list(experiments), "started": started, "finished": None,
-                    "seconds": None, "versions": library_versions()}
+                    "experiments": list(experiments), "started": sessions[0]["started"],
+                    "finished": None, "seconds": None, "sessions": sessions,
+                    "versions": library_versions()}
         atomic.write_json(out / "reproduce.json", manifest)
         LOG.info("start: %s", command)
         total = sum(cell_count(e, ws) for ws in spaces for e in experiments)
@@ -155,9 +172,11 @@ def reproduce(plans: Sequence[PartPlan], experiments: Sequence[str], out: Path, 
                   dynamic_ncols=True, position=0) as bar:
             for plan, ws in zip(plans, spaces, strict=True):
                 _run_part(plan, ws, experiments, out / plan.name, store, device, jobs, bar)
-        manifest.update(finished=_now(), seconds=time.perf_counter() - clock)
+        session.update(finished=_now(), seconds=time.perf_counter() - clock)
+        manifest.update(finished=session["finished"],
+                        seconds=sum(s["seconds"] or 0.0 for s in sessions))
         atomic.write_json(out / "reproduce.json", manifest)
-        LOG.info("experiments finished in %.1f s", manifest["seconds"])
+        LOG.info("experiments finished in %.1f s", session["seconds"])
         from aerobust.report import write_report
 
         paths = write_report(out)

@@ -32,10 +32,34 @@ def _short(checksum: str) -> str:
     return f"{algorithm}:{digest[:16]}..." if sep and len(digest) > 16 else checksum
 
 
+def _over_sessions(manifest: dict[str, Any]) -> str:
+    """A resumed run's wall time sums its invocations; say so, and what it leaves out."""
+    sessions = manifest.get("sessions", [])
+    if len(sessions) < 2:
+        return ""
+    lost = sum(s.get("finished") is None for s in sessions)
+    note = f"; {lost} interrupted, their time not counted" if lost else ""
+    return f" over {len(sessions)} invocations of `reproduce` (see Settings{note})"
+
+
+def _session_table(manifest: dict[str, Any]) -> list[Block]:
+    """Each invocation on the folder, when there was more than one."""
+    sessions = manifest.get("sessions", [])
+    if len(sessions) < 2:
+        return []
+    return [Paragraph("Invocations on this folder with these settings:"),
+            Table(["started", "command", "wall time"],
+                  [[s.get("started", "-"), f"`{s.get('command', '-')}`",
+                    "interrupted" if s.get("finished") is None else duration(s.get("seconds"))]
+                   for s in sessions],
+                  [False, False, True])]
+
+
 def summary(results: Results) -> list[Block]:
     """Section 1: the run as a whole, then one line per part."""
     m = results.manifest
     finished = (f"finished {m['finished']}, wall time {duration(m.get('seconds'))}"
+                f"{_over_sessions(m)}"
                 if m.get("finished") else "not finished (interrupted, or still running)")
     parts = Table(["Part", "dataset", "paper reference", "data checksum", "config hash",
                    "seed", "experiments"],
@@ -95,11 +119,11 @@ def _runs(part: Part) -> Table:
 
 def _parallel(results: Results) -> str:
     """Why the sum can exceed the wall time: experiments ran side by side (the recorded
-    command is the authority on how the run was made)."""
-    found = re.search(r"--jobs[= ](\d+)", results.manifest.get("command", ""))
-    if found and int(found.group(1)) > 1:
-        return f" ({found.group(1)} experiments at a time, `--jobs {found.group(1)}`)"
-    return ""
+    commands are the authority on how the run was made)."""
+    m = results.manifest
+    commands = [s.get("command") or "" for s in m.get("sessions", [])] or [m.get("command", "")]
+    jobs = max((int(j) for c in commands for j in re.findall(r"--jobs[= ](\d+)", c)), default=1)
+    return f" (up to {jobs} experiments at a time, `--jobs {jobs}`)" if jobs > 1 else ""
 
 
 def settings(results: Results) -> list[Block]:
@@ -134,6 +158,7 @@ def settings(results: Results) -> list[Block]:
         Paragraph(f"Each experiment's own time, training the models it was first to need "
                   f"included. Wall time of the whole run, example images included: "
                   f"{duration(results.manifest.get('seconds'))}{_parallel(results)}."),
+        *_session_table(results.manifest),
         Heading(3, "Versions"),
         Table(["library", "reproduce", *names],
               [[lib, *(s.get("versions", {}).get(lib, "-") for s in sources)]

@@ -18,6 +18,23 @@ from aerobust.attacks import PGD
 from aerobust.errors import UserError
 
 
+def active_rows(seen: list[torch.Tensor], y: torch.Tensor, model: nn.Module,
+                ) -> list[torch.Tensor]:
+    """Which samples each recorded iterate of one ``keep="first"`` run holds.
+
+    A sample leaves the batch after the iterate that first fools ``model``, and the
+    order is kept; this replays that rule on the recorded batches and checks their sizes
+    follow it, so a test can compare every iterate row with its own clean image."""
+    rows = torch.arange(len(y))
+    out = []
+    for batch in seen:
+        assert len(batch) == len(rows)
+        out.append(rows)
+        with torch.no_grad():
+            rows = rows[model(batch).argmax(1) == y[rows]]
+    return out
+
+
 @settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -42,9 +59,11 @@ def test_every_iterate_stays_in_the_ball_and_in_0_1(
     attack = PGD(eps=eps, steps=6, step_size=step_size, random_start=random_start, seed=seed)
     result = attack(model, x, y)
     assert model.seen
-    for iterate in [*model.seen, result.x_adv]:
-        assert iterate.shape == x.shape
-        assert (iterate - x).abs().max() <= eps + 1e-6
+    rows = active_rows(model.seen, y, trained)
+    for iterate, clean in [*zip(model.seen, (x[r] for r in rows), strict=True),
+                           (result.x_adv, x)]:
+        assert iterate.shape == clean.shape
+        assert (iterate - clean).abs().max() <= eps + 1e-6
         assert iterate.min() >= 0 and iterate.max() <= 1
 
 
@@ -53,8 +72,11 @@ def test_projection_binds_when_steps_overshoot(
 ) -> None:
     """Non-vacuous: with step 3*eps the raw step leaves the ball, the iterate does not."""
     model = recorder(trained)
-    PGD(eps=0.01, steps=3, step_size=0.03, random_start=False)(model, digits.x[:32], digits.y[:32])
-    deltas = torch.stack(model.seen[1:]) - digits.x[:32]
+    x, y = digits.x[:32], digits.y[:32]
+    PGD(eps=0.01, steps=3, step_size=0.03, random_start=False)(model, x, y)
+    rows = active_rows(model.seen, y, trained)
+    deltas = torch.cat([(b - x[r]).flatten() for b, r in zip(model.seen[1:], rows[1:],
+                                                              strict=True)])
     assert deltas.abs().max() == pytest.approx(0.01, abs=1e-6)
 
 
@@ -64,16 +86,17 @@ def test_keeps_first_fooling_iterate_else_the_last(
     x, y = digits.x[:64], digits.y[:64]
     model = recorder(trained)
     result = PGD(eps=0.08, steps=8)(model, x, y)
-    iterates = torch.stack(model.seen)  # (iterations, N, ...)
-    with torch.no_grad():
-        fooling = trained(iterates.flatten(0, 1)).argmax(1).view(len(iterates), -1) != y
     assert 0 < result.success.sum() < 64  # both cases occur
-    assert torch.equal(result.success, fooling.any(dim=0))
-    first = fooling.float().argmax(dim=0)  # first iterate that fools (0 if none)
-    expected = torch.where(
-        result.success.view(-1, 1, 1, 1), iterates[first, torch.arange(64)], iterates[-1]
-    )
+    # Each sample's last recorded iterate: the one that first fooled it (it then left
+    # the batch), or the final one if none did.
+    expected, fooled = torch.empty_like(x), torch.zeros(64, dtype=torch.bool)
+    for batch, rows in zip(model.seen, active_rows(model.seen, y, trained), strict=True):
+        expected[rows] = batch
+        with torch.no_grad():
+            fooled[rows] = trained(batch).argmax(1) != y[rows]
+    assert torch.equal(result.success, fooled)
     assert torch.equal(result.x_adv, expected)
+    assert len(model.seen[-1]) < 64  # fooled samples left the batch: later steps cost less
 
 
 def test_keep_last_returns_the_final_iterate(
@@ -112,7 +135,8 @@ def test_restarts_reattack_only_unfooled_samples(
     sizes = [len(batch) for batch in model.seen]
     survivors = 64 - int(once.success.sum())
     assert 0 < survivors < 64
-    assert sizes[:6] == [64] * 6  # restart 1: steps + 1 forwards on the whole batch
+    assert sizes[0] == 64  # restart 1 starts on the whole batch, steps + 1 forwards
+    assert sizes[5] >= survivors  # its last iterate: the fooled ones have left
     assert sizes[6] == survivors  # restart 2 starts on the survivors only
     assert sizes == sorted(sizes, reverse=True)
     # Restart 1 is the same run, so what it fooled stays fooled with the same adversarial.

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from aerobust.attacks.base import Attack, CountedModel, batch_view, check_bool, check_number
+from aerobust.attacks.base import Attack, CountedModel, check_bool, check_number
 from aerobust.errors import UserError
 
 KEEP = ("first", "last")
@@ -27,7 +27,10 @@ class PGD(Attack):
 
     Cost per restart, for the samples it runs on: ``steps`` forward+backward passes plus
     one forward for the final iterate, i.e. at most ``forwards = restarts * (steps + 1)``
-    and ``backwards = restarts * steps``; fewer when every sample is fooled early.
+    and ``backwards = restarts * steps``; fewer when every sample is fooled early. With
+    ``keep="first"`` a fooled sample also leaves the batch, so the passes shrink as the
+    attack succeeds (the results are those of the full batch: eval mode makes samples
+    independent).
     Whether iterate k fools the model is read from the logits of the forward pass that
     also yields its gradient, so there is no extra forward per step. ``eps == 0`` is a
     single forward (the ball is a point). With ``keep="last"`` every step runs.
@@ -87,7 +90,12 @@ class PGD(Attack):
         hi: Tensor,
         generator: torch.Generator,
     ) -> tuple[Tensor, Tensor]:
-        """One run of ``steps`` steps; returns the kept iterate and whether it fools."""
+        """One run of ``steps`` steps; returns the kept iterate and whether it fools.
+
+        With ``keep="first"`` a sample leaves the batch once an iterate fools the model:
+        its adversarial is decided, and in eval mode the other samples' gradients do not
+        depend on it, so later steps cost only what is still being attacked.
+        """
         if self.random_start:
             noise = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
             current = torch.clamp(x + self.eps * (2 * noise - 1), lo, hi)
@@ -95,21 +103,30 @@ class PGD(Attack):
             current = x.clone()  # updated in place below
         adv = torch.empty_like(x)
         fooled = torch.zeros_like(y, dtype=torch.bool)
+        rows = torch.arange(len(y), device=y.device)  # each active row's index in x
+        first = self.keep == "first"
         for step in range(self.steps + 1):
             last = step == self.steps
             with torch.set_grad_enabled(not last):
                 logits = model(current.requires_grad_(not last))
-            newly = (logits.argmax(dim=1) != y) & ~fooled
-            if self.keep == "last" and not last:
-                newly.zero_()  # only the final iterate decides
-            if newly.any():  # copy only the rows just fooled: they keep this iterate
-                adv[newly] = current.detach()[newly]
-                fooled |= newly
-                if fooled.all():
-                    break
+            newly = logits.argmax(dim=1) != y
             if last:
+                fooled[rows] = newly
                 break
+            drop = first and bool(newly.any())
+            if drop:  # these rows keep this iterate
+                adv[rows[newly]] = current.detach()[newly]
+                fooled[rows[newly]] = True
+                if bool(newly.all()):
+                    rows = rows[:0]
+                    break
             g = model.grad(F.cross_entropy(logits, y, reduction="sum"), current)
             with torch.no_grad():  # in place: the graph that saved ``current`` is freed
                 current.add_(g.sign_(), alpha=self.step_size).clamp_(lo, hi)
-        return torch.where(batch_view(fooled, x), adv, current.detach()), fooled
+            if drop:  # ... and leave the batch
+                still = ~newly
+                current, y, lo, hi, rows = (current.detach()[still], y[still], lo[still],
+                                            hi[still], rows[still])
+        if len(rows):
+            adv[rows] = current.detach()
+        return adv, fooled

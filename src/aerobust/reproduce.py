@@ -104,11 +104,7 @@ def _sessions(previous: dict[str, Any], configs: dict[str, str]) -> list[dict[st
     run's wall time is the sum of its sessions and not only the last one's (which may
     have had nothing left to do). One killed mid-run has ``finished`` None: its time is
     unknown. Sessions under other settings did other work and are dropped."""
-    if "sessions" in previous:
-        return [s for s in previous["sessions"] if s.get("configs") == configs]
-    if "started" in previous:  # written before sessions were recorded
-        return [{k: previous.get(k) for k in ("command", "started", "finished", "seconds")}]
-    return []
+    return [s for s in previous.get("sessions", []) if s.get("configs") == configs]
 
 
 def _is_done(part_dir: Path, part: dict[str, Any], name: str, digest: str) -> bool:

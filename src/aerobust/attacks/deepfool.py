@@ -32,11 +32,10 @@ class DeepFool(Attack):
 
     The K-1 vector-Jacobian products could also run as one vmapped backward
     (``torch.autograd.grad(..., is_grads_batched=True)`` or ``torch.func.vmap`` of a
-    ``vjp``): same gradients (bit-identical here), but on CPU (torch 2.13, one thread,
-    256 digits) one iteration's gradients took about 1.7x (is_grads_batched) and 2.5x
-    (torch.func) the loop's time on AE-C, and 1.2x and 1.7x on LeNet5, so the loop over
-    candidates with a retained graph stays. ``benchmarks/attacks.py``
-    re-measures the three on every run.
+    ``vjp``): same gradients (bit-identical here), but on CPU both measured slower than
+    the loop over candidates with a retained graph, on LeNet5 and more so on AE-C.
+    ``benchmarks/attacks.py`` re-measures the three on every run (figures in
+    ``benchmarks/results/attacks.md``).
     """
 
     name = "deepfool"

@@ -115,8 +115,9 @@ class PGD(Attack):
                 break
             drop = first and bool(newly.any())
             if drop:  # these rows keep this iterate
-                adv[rows[newly]] = current.detach()[newly]
-                fooled[rows[newly]] = True
+                done = rows[newly]
+                adv[done] = current.detach()[newly]
+                fooled[done] = True
                 if bool(newly.all()):
                     rows = rows[:0]
                     break

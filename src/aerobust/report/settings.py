@@ -32,10 +32,16 @@ def _short(checksum: str) -> str:
     return f"{algorithm}:{digest[:16]}..." if sep and len(digest) > 16 else checksum
 
 
+def _resumed(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The invocations a run's wall time sums, when there was more than one."""
+    sessions = manifest.get("sessions", [])
+    return sessions if len(sessions) > 1 else []
+
+
 def _over_sessions(manifest: dict[str, Any]) -> str:
     """A resumed run's wall time sums its invocations; say so, and what it leaves out."""
-    sessions = manifest.get("sessions", [])
-    if len(sessions) < 2:
+    sessions = _resumed(manifest)
+    if not sessions:
         return ""
     lost = sum(s.get("finished") is None for s in sessions)
     note = f"; {lost} interrupted, their time not counted" if lost else ""
@@ -44,8 +50,8 @@ def _over_sessions(manifest: dict[str, Any]) -> str:
 
 def _session_table(manifest: dict[str, Any]) -> list[Block]:
     """Each invocation on the folder, when there was more than one."""
-    sessions = manifest.get("sessions", [])
-    if len(sessions) < 2:
+    sessions = _resumed(manifest)
+    if not sessions:
         return []
     return [Paragraph("Invocations on this folder with these settings:"),
             Table(["started", "command", "wall time"],

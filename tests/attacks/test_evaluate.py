@@ -37,7 +37,8 @@ def test_fields_and_statistics(digits: Any, trained: nn.Module) -> None:
     correct = trained(x).argmax(1) == y
     flipped = correct & result.success
     assert isinstance(report, Evaluation)
-    assert report.n == 100 and report.attack == "fgsm" and report.params == {"eps": 0.1}
+    assert report.n == 100 and report.attack == "fgsm"
+    assert report.params == {"eps": 0.1, "block_size": None}
     assert report.clean_accuracy == pytest.approx(correct.float().mean().item())
     robust = correct & ~result.success
     assert report.robust_accuracy == pytest.approx(robust.float().mean().item())
@@ -74,7 +75,7 @@ def test_a_sample_wrong_on_clean_input_is_not_robust(affine: Any) -> None:
 
 def test_batching_does_not_change_results(digits: Any, trained: nn.Module) -> None:
     x, y = digits.x[:70], digits.y[:70]
-    attack = FGSM(eps=0.05)
+    attack = FGSM(eps=0.05, block_size=1000)
     small = evaluate(trained, x, y, attack, batch_size=8, keep_adversarials=True)
     whole = evaluate(trained, x, y, attack, batch_size=1000, keep_adversarials=True)
     assert small.adversarials is not None and whole.adversarials is not None

@@ -13,6 +13,7 @@ from torch import nn
 
 from aerobust.attacks import (
     ATTACKS,
+    CPU_BLOCK_SIZE,
     CW,
     FGSM,
     PGD,
@@ -45,7 +46,7 @@ def test_get_is_case_insensitive_and_resolves_defaults() -> None:
     attack = get("PGD", eps=0.2)
     assert attack.params() == {
         "eps": 0.2, "steps": 40, "step_size": 2.5 * 0.2 / 40, "restarts": 1,
-        "random_start": True, "seed": 0, "keep": "first",
+        "random_start": True, "seed": 0, "keep": "first", "block_size": None,
     }
 
 
@@ -85,6 +86,9 @@ def test_unknown_and_missing_parameters() -> None:
         ("deepfool", {"overshoot": -0.02}, "overshoot must be in"),
         ("deepfool", {"num_classes": 1}, "num_classes must be in"),
         ("deepfool", {"margin": -1e-4}, "margin must be in"),
+        ("fgsm", {"eps": 0.1, "block_size": 0}, "block_size must be in"),
+        ("pgd", {"eps": 0.1, "block_size": 2.5}, "block_size must be an integer"),
+        ("cw", {"block_size": True}, "block_size must be an integer"),
     ],
 )
 def test_out_of_range_parameters_raise_one_line_user_errors(
@@ -200,6 +204,9 @@ def test_model_state_restored_and_frozen_during_attack(name: str, digits: Any) -
 def test_model_state_restored_when_the_attack_raises(name: str, digits: Any) -> None:
     model = mixed_state_model()
     before = snapshot(model)
+    x = digits.x[:16]
+    with attack_mode(model), torch.no_grad():
+        y = model(x).argmax(1)  # all correct: no attack is done after one forward
     calls = 0
 
     def explode(module: nn.Module, _: object) -> None:
@@ -210,7 +217,7 @@ def test_model_state_restored_when_the_attack_raises(name: str, digits: Any) -> 
 
     handle = model.register_forward_pre_hook(explode)
     with pytest.raises(RuntimeError, match="boom"):
-        get(name, **CHEAP[name])(model, digits.x[:16], digits.y[:16])
+        get(name, **CHEAP[name])(model, x, y)
     handle.remove()
     assert_unchanged(model, before)
 
@@ -274,7 +281,7 @@ def test_cost_does_not_grow_with_batch_size(
     name: str, digits: Any, mlp: Callable[..., nn.Module]
 ) -> None:
     """Per-sample Python loops would make the pass counts scale with the batch."""
-    attack: Attack = get(name, **CHEAP[name])
+    attack: Attack = get(name, **CHEAP[name], block_size=128)
     model = mlp(seed=5)
     one = attack(model, digits.x[:1], digits.y[:1])
     many = attack(model, digits.x[:128], digits.y[:128])
@@ -286,3 +293,44 @@ def test_cost_does_not_grow_with_batch_size(
     }[name]
     for result in (one, many):
         assert result.forwards <= bound[0] and result.backwards <= bound[1]
+
+
+@pytest.mark.parametrize("name", CHEAP)
+def test_blocks_are_separate_calls(name: str, digits: Any, mlp: Callable[..., nn.Module]) -> None:
+    """A batch split into blocks gives exactly what one call per block gives, in order,
+    and the pass counts add up."""
+    model, x, y = mlp(seed=3), digits.x[:40], digits.y[:40]
+    blocked = get(name, **CHEAP[name], block_size=16)(model, x, y)
+    whole = get(name, **CHEAP[name], block_size=40)
+    parts = [whole(model, x[i : i + 16], y[i : i + 16]) for i in (0, 16, 32)]
+    assert torch.equal(blocked.x_adv, torch.cat([p.x_adv for p in parts]))
+    assert torch.equal(blocked.success, torch.cat([p.success for p in parts]))
+    assert blocked.forwards == sum(p.forwards for p in parts)
+    assert blocked.backwards == sum(p.backwards for p in parts)
+
+
+@pytest.mark.parametrize("name", ["fgsm", "deepfool", "cw"])
+def test_deterministic_attacks_do_not_depend_on_the_blocks(
+    name: str, digits: Any, mlp: Callable[..., nn.Module]
+) -> None:
+    """No randomness and no per-call decision (CW without early abort): each sample's
+    result is the same whatever block it is attacked in."""
+    params = {**CHEAP[name], **({"abort_early": False} if name == "cw" else {})}
+    model, x, y = mlp(seed=4), digits.x[:64], digits.y[:64]
+    small = get(name, **params, block_size=5)(model, x, y)
+    large = get(name, **params, block_size=64)(model, x, y)
+    torch.testing.assert_close(small.x_adv, large.x_adv)
+    assert torch.equal(small.success, large.success)
+
+
+def test_default_blocks_by_device(
+    digits: Any, mlp: Callable[..., nn.Module], recorder: type[nn.Module]
+) -> None:
+    model = recorder(mlp())
+    result = FGSM(eps=0.1)(model, digits.x[:100], digits.y[:100])
+    sizes = [len(batch) for batch in model.seen]
+    assert sizes == [32, 32, 32, 32, 32, 32, 4, 4] and CPU_BLOCK_SIZE == 32
+    assert result.x_adv.shape == (100, 1, 8, 8) and result.forwards == 8
+    # On any other device one block takes the whole batch (checked without a GPU).
+    assert FGSM(eps=0.1).samples_per_block(torch.empty(100, 1, 8, 8, device="meta")) == 100
+    assert FGSM(eps=0.1, block_size=7).samples_per_block(digits.x[:100]) == 7

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from aerobust.attacks.base import Attack, AttackResult, attack_mode
+from aerobust.attacks.base import CPU_BLOCK_SIZE, Attack, AttackResult, attack_mode
 from aerobust.attacks.cw import CW
 from aerobust.attacks.deepfool import DeepFool
 from aerobust.attacks.evaluate import Evaluation, evaluate
@@ -45,6 +45,7 @@ def get(name: str, **params: Any) -> Attack:
 
 __all__ = [
     "ATTACKS",
+    "CPU_BLOCK_SIZE",
     "CW",
     "FGSM",
     "PGD",

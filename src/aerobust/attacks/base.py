@@ -12,7 +12,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -26,8 +26,9 @@ class AttackResult:
     """What an attack did to one batch.
 
     ``success[i]`` means the model misclassifies ``x_adv[i]`` (untargeted, against the
-    label). ``forwards``/``backwards`` count batched passes through the model, so the
-    cost of attacks can be compared independently of hardware.
+    label). ``forwards``/``backwards`` count batched passes through the model (summed
+    over the blocks the batch was split into), so the cost of attacks can be compared
+    independently of hardware.
     """
 
     x_adv: Tensor
@@ -128,22 +129,54 @@ def _hint(name: str, value: object) -> str:
     return ""
 
 
+# Samples per block on the CPU (see ``Attack.block_size``): chosen from the block sweep
+# that ``benchmarks/attacks.py`` measures on every run.
+CPU_BLOCK_SIZE = 32
+
+
 @dataclass(frozen=True)
 class Attack(ABC):
-    """An untargeted white-box attack in [0,1] pixel space: ``attack(model, x, y)``."""
+    """An untargeted white-box attack in [0,1] pixel space: ``attack(model, x, y)``.
+
+    ``block_size`` splits a batch into blocks attacked one after the other, exactly as
+    if each block were its own call. On a CPU a block's activations then stay in cache
+    from the forward to the backward passes that reuse them (DeepFool reuses one graph
+    K-1 times): faster than one large batch (``benchmarks/attacks.py`` sweeps block
+    sizes). ``None``: ``CPU_BLOCK_SIZE`` samples on a CPU, the whole batch on any other
+    device (a GPU wants large batches).
+    Per-sample results do not depend on the blocks, except where an attack draws
+    randomness or decides per call: PGD's random start restarts its seeded generator in
+    every block, CW's early abort watches the block's total loss.
+    """
 
     name: ClassVar[str]
+    block_size: int | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.block_size is not None:
+            check_number(self.name, "block_size", self.block_size, 1, integer=True)
 
     def params(self) -> dict[str, Any]:
         """The full configuration, defaults resolved, for recording beside results."""
         return dataclasses.asdict(self)
 
+    def samples_per_block(self, x: Tensor) -> int:
+        """Samples per block for a batch like ``x`` on its device."""
+        if self.block_size is not None:
+            return self.block_size
+        return CPU_BLOCK_SIZE if x.device.type == "cpu" else max(len(x), 1)
+
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:
         """Attack the batch ``x`` (N,...) in [0,1] with labels ``y`` (N,) on x's device."""
         y = _check_inputs(self.name, x, y)
+        x = x.detach()
         counted = CountedModel(model)
+        size = self.samples_per_block(x)
         with attack_mode(model), torch.enable_grad():
-            x_adv, success = self._attack(counted, x.detach(), y)
+            parts = [self._attack(counted, x[i : i + size], y[i : i + size])
+                     for i in range(0, max(len(x), 1), size)]
+        x_adv = torch.cat([adv for adv, _ in parts]) if len(parts) > 1 else parts[0][0]
+        success = torch.cat([hit for _, hit in parts]) if len(parts) > 1 else parts[0][1]
         delta = (x_adv - x).flatten(1)
         return AttackResult(
             x_adv=x_adv.detach(),
@@ -156,7 +189,7 @@ class Attack(ABC):
 
     @abstractmethod
     def _attack(self, model: CountedModel, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Return ``(x_adv, success)`` for the whole batch, without per-sample loops."""
+        """Return ``(x_adv, success)`` for one block, without per-sample loops."""
 
 
 def _check_inputs(attack: str, x: Tensor, y: Tensor) -> Tensor:

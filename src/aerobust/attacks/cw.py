@@ -38,6 +38,7 @@ class CW(Attack):
     abort_early: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_number(self.name, "confidence", self.confidence, 0.0)
         check_number(self.name, "c_init", self.c_init, 0.0, low_open=True)
         check_number(self.name, "binary_steps", self.binary_steps, 1, integer=True)

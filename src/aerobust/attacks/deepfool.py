@@ -15,20 +15,26 @@ from aerobust.errors import UserError
 class DeepFool(Attack):
     """Step to the nearest linearised decision boundary until the prediction changes.
 
-    The reference class is the clean *prediction* (not the label) and the candidates are
-    the ``num_classes`` top classes of the clean logits (default: all). Each iteration
-    linearises ``f_k = Z_k - Z_ref`` at the current iterate, picks the candidate with the
-    smallest ``|f_k| / ||grad f_k||`` and adds ``r = (|f_k| + margin) / ||grad f_k||^2 *
-    grad f_k`` to the total perturbation ``r_tot``; the iterate is
-    ``clip(x + (1 + overshoot) * r_tot, 0, 1)`` (overshoot on the total, as the authors'
-    code). ``margin`` (in logits) makes a step cross the linearised boundary rather
-    than land on it. A sample whose prediction changed is frozen and drops out of the
-    batch: after the forward pass that shows it finished, it costs nothing. Success
-    means the final prediction differs from the label.
+    A sample the model already misclassifies is adversarial as it is: it keeps its input
+    and counts as a success (moving it on could carry it back to its label). For the
+    others the reference class is the clean prediction (which is the label) and the
+    candidates are the ``num_classes`` top classes of the clean logits (default: all).
+    Each iteration linearises ``f_k = Z_k - Z_ref`` at the current iterate, picks the
+    candidate with the smallest ``|f_k| / ||grad f_k||`` and adds ``r = (|f_k| + margin)
+    / ||grad f_k||^2 * grad f_k`` to the total perturbation ``r_tot``; the iterate is
+    ``x + (1 + overshoot) * r_tot`` (overshoot on the total, as the authors' code).
+    ``r_tot`` is kept where that iterate lies in [0,1]: the part of a step that the box
+    cuts off is dropped rather than carried on, so a later step that turns a pixel back
+    acts at once instead of first undoing a push beyond 0 or 1 that never took effect.
+    ``margin`` (in logits) makes a step cross the linearised boundary rather than land
+    on it. A sample whose prediction changed is frozen and drops out of the batch: after
+    the forward pass that shows it finished, it costs nothing. Success means the final
+    prediction differs from the label.
 
     Cost per iteration: one forward and ``num_classes - 1`` backward passes (one per
     candidate, each for all active samples at once, differentiating ``Z_k - Z_ref``
-    directly); at most ``steps + 1`` forwards and ``steps * (num_classes - 1)`` backwards.
+    directly); at most ``steps + 1`` forwards and ``steps * (num_classes - 1)`` backwards
+    per block.
 
     The K-1 vector-Jacobian products could also run as one vmapped backward
     (``torch.autograd.grad(..., is_grads_batched=True)`` or ``torch.func.vmap`` of a
@@ -45,6 +51,7 @@ class DeepFool(Attack):
     margin: float = 1e-4
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_number(self.name, "steps", self.steps, 1, integer=True)
         check_number(self.name, "overshoot", self.overshoot, 0.0)
         if self.num_classes is not None:
@@ -67,11 +74,15 @@ class DeepFool(Attack):
             prediction[active] = predicted
             if step == 0:
                 ranking = self._candidates(logits)
-            still = predicted == ranking[active, 0]
+            # Active samples are predicted as their label until they are fooled.
+            still = predicted == y[active]
             if last or not bool(still.any()):
                 break
-            r_tot[active[still]] += self._step(model, current, logits, ranking[active])[still]
+            step_ = self._step(model, current, logits, ranking[active])[still]
             active = active[still]
+            base = x[active]
+            moved = torch.clamp(base + scale * (r_tot[active] + step_), 0.0, 1.0)
+            r_tot[active] = (moved - base) / scale
         x_adv = torch.clamp(x + scale * r_tot, 0.0, 1.0)
         return x_adv, prediction != y
 

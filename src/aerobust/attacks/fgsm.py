@@ -23,6 +23,7 @@ class FGSM(Attack):
     eps: float
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_number(self.name, "eps", self.eps, 0.0, 1.0)
 
     def _attack(self, model: CountedModel, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

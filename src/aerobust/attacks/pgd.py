@@ -50,6 +50,7 @@ class PGD(Attack):
     keep: str = "first"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_number(self.name, "eps", self.eps, 0.0, 1.0)
         check_number(self.name, "steps", self.steps, 1, integer=True)
         if self.step_size is None:

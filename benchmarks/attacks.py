@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aerobust import atomic
-from aerobust.attacks import CW, FGSM, PGD, DeepFool, evaluate
+from aerobust.attacks import CPU_BLOCK_SIZE, CW, FGSM, PGD, DeepFool, evaluate
 from aerobust.attacks.base import Attack
 from aerobust.data import Dataset, load_dataset
 from aerobust.errors import UserError
@@ -59,6 +60,7 @@ KINDS = ("fgsm", "pgd", "cw", "deepfool")
 ACC_SLACK = 0.005  # FGSM/PGD: our robust accuracy may exceed theirs by at most 0.5 points
 PGD_FLOOR_MAX = 1.15
 DEEPFOOL_MIN_RATIO = 10.0
+SWEEP_BLOCKS = (8, 16, 32, 64, 128)  # and the whole batch
 
 
 @dataclass
@@ -83,6 +85,11 @@ class Row:
     # torchattacks' call alone, read inside the same timed calls as ``theirs_seconds``
     # (which adds the forward that yields its success mask).
     theirs_attack_seconds: list[float] = field(default_factory=list)
+    # torchattacks called on our blocks one after the other, each to a mask: what its
+    # user gets by splitting the batch by hand as ours does (not for DeepFool, whose
+    # torchattacks loop is per sample anyway).
+    block: int = 0
+    theirs_blocked_seconds: list[float] = field(default_factory=list)
 
     @property
     def ours_ips(self) -> float:
@@ -105,6 +112,13 @@ class Row:
     def ratio_attack_only(self) -> float:
         """Our speed over torchattacks' call alone (no success mask), from the medians."""
         return statistics.median(self.theirs_attack_seconds) / statistics.median(self.ours_seconds)
+
+    @property
+    def ratio_blocked(self) -> float | None:
+        """Our speed over torchattacks run on our blocks, to a mask (None: not timed)."""
+        if not self.theirs_blocked_seconds:
+            return None
+        return statistics.median(self.theirs_blocked_seconds) / statistics.median(self.ours_seconds)
 
     @property
     def floor_ratio(self) -> float | None:
@@ -151,6 +165,7 @@ class Row:
                 "theirs_images_per_second": self.theirs_ips,
                 "theirs_attack_only_images_per_second": self.theirs_attack_ips,
                 "speed_ratio": self.ratio, "speed_ratio_attack_only": self.ratio_attack_only,
+                "speed_ratio_vs_theirs_in_our_blocks": self.ratio_blocked,
                 "pgd_over_floor": self.floor_ratio, "target": text, "met": met,
                 "missed": self.misses()}
 
@@ -225,11 +240,14 @@ def robust_of(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor) -> tuple[fl
     return (clean & adv).double().mean().item(), (l2.median().item() if len(l2) else None)
 
 
-def floor_pass(model: nn.Module, x: Tensor, y: Tensor, steps: int) -> None:
-    """PGD's floor: ``steps`` forward+backward passes for the input gradient, nothing else."""
-    for _ in range(steps):
-        xr = x.detach().requires_grad_(True)
-        torch.autograd.grad(F.cross_entropy(model(xr), y, reduction="sum"), xr)
+def floor_pass(model: nn.Module, x: Tensor, y: Tensor, steps: int, block: int) -> None:
+    """PGD's floor: ``steps`` forward+backward passes for the input gradient, nothing
+    else, over the batch in the blocks our attack splits it into."""
+    for begin in range(0, len(x), block):
+        xb, yb = x[begin : begin + block], y[begin : begin + block]
+        for _ in range(steps):
+            xr = xb.detach().requires_grad_(True)
+            torch.autograd.grad(F.cross_entropy(model(xr), yb, reduction="sum"), xr)
 
 
 def deepfool_gradients(model: nn.Module, x: Tensor, rounds: int) -> dict[str, Any]:
@@ -284,6 +302,43 @@ def deepfool_gradient_lines(paths: dict[str, Any], n: int) -> list[str]:
             + "; ".join(parts) + "."]
 
 
+def block_sweep(model: nn.Module, x: Tensor, y: Tensor, rounds: int) -> dict[str, Any]:
+    """Our cost at several block sizes (``Attack.block_size``), timed interleaved: the
+    measurement behind ``CPU_BLOCK_SIZE``. One forward+backward pass stands for a PGD or
+    CW step; FGSM and DeepFool run whole."""
+    model = frozen_copy(model)
+    sizes = [b for b in SWEEP_BLOCKS if b < len(x)] + [len(x)]
+    eps = EPSILONS[0] / 255
+    makers: dict[str, Callable[[int], Callable[[], object]]] = {
+        "forward+backward pass": lambda b: lambda: floor_pass(model, x, y, 1, b),
+        f"FGSM eps={EPSILONS[0]}/255": lambda b: partial(FGSM(eps=eps, block_size=b), model, x, y),
+        f"DeepFool steps={DF_STEPS}": lambda b: partial(
+            DeepFool(steps=DF_STEPS, overshoot=DF_OVERSHOOT, block_size=b), model, x, y),
+    }
+    out: dict[str, Any] = {}
+    for what, make in makers.items():
+        times = interleaved({str(b): make(b) for b in sizes}, rounds)
+        out[what] = {size: statistics.median(t) for size, t in times.items()}
+    return out
+
+
+def block_sweep_lines(sweep: dict[str, Any], n: int) -> list[str]:
+    sizes = list(next(iter(sweep.values())))
+    lines = [
+        "",
+        f"Our time per call over the {n} images by block size (median seconds; in brackets "
+        f"the speed-up over one block of {n}; `CPU_BLOCK_SIZE` = {CPU_BLOCK_SIZE}):",
+        "",
+        "| call | " + " | ".join(f"block {b}" for b in sizes) + " |",
+        "| --- |" + " ---: |" * len(sizes),
+    ]
+    for what, times in sweep.items():
+        whole = times[sizes[-1]]
+        lines.append(f"| {what} | " + " | ".join(
+            f"{t:.3f} ({whole / t:.2f}x)" for t in times.values()) + " |")
+    return lines
+
+
 def bench_attack(
     name: str,
     kind: str,
@@ -300,6 +355,7 @@ def bench_attack(
     their_model = frozen_copy(model)
     theirs = theirs_cls(their_model, **theirs_kwargs)
     floor_model = frozen_copy(model) if kind == "pgd" else None
+    block = ours.samples_per_block(x)
 
     start = time.perf_counter()
     ev = evaluate(model, x, y, ours, batch_size=len(x))  # our own accuracy definition
@@ -322,23 +378,35 @@ def bench_attack(
         with torch.no_grad():
             return their_model(adv).argmax(dim=1) != y
 
+    def theirs_in_blocks() -> Tensor:
+        """torchattacks on our blocks, one call each, to a mask."""
+        masks = []
+        for begin in range(0, len(x), block):
+            xb, yb = x[begin : begin + block], y[begin : begin + block]
+            with torch.no_grad():
+                masks.append(their_model(theirs(xb, yb)).argmax(dim=1) != yb)
+        return torch.cat(masks)
+
     calls: dict[str, Callable[[], object]] = {
         "ours": lambda: ours(model, x, y),  # returns the success mask itself
         "theirs": theirs_to_mask,
     }
-    one_round = ours_warm + theirs_warm
+    one_round = ours_warm + 2 * theirs_warm
+    if kind != "deepfool" and block < len(x):
+        calls["theirs_blocked"] = theirs_in_blocks
     if floor_model is not None:
-        floor_pass(floor_model, x, y, PGD_STEPS)
+        floor_pass(floor_model, x, y, PGD_STEPS, block)
         start = time.perf_counter()
-        floor_pass(floor_model, x, y, PGD_STEPS)
+        floor_pass(floor_model, x, y, PGD_STEPS, block)
         one_round += time.perf_counter() - start
-        calls["floor"] = lambda: floor_pass(floor_model, x, y, PGD_STEPS)
+        calls["floor"] = lambda: floor_pass(floor_model, x, y, PGD_STEPS, block)
     rounds = max(3, min(repeats, int(budget / max(one_round, 1e-9))))
     times = interleaved(calls, rounds)
     return Row(
         attack=name, kind=kind, params=ours.params(), n=len(x),
         ours_seconds=times["ours"], theirs_seconds=times["theirs"],
         theirs_attack_seconds=attack_only, floor_seconds=times.get("floor", []),
+        block=block, theirs_blocked_seconds=times.get("theirs_blocked", []),
         ours_robust=ev.robust_accuracy, theirs_robust=theirs_robust,
         ours_median_l2=ev.median_l2, theirs_median_l2=theirs_l2,
         ours_forwards=ev.forwards, ours_backwards=ev.backwards,
@@ -404,15 +472,20 @@ def markdown_table(rows: list[Row]) -> list[str]:
     """The per-model table of the issue, then PGD against its floor."""
     lines = [
         "| attack | ours img/s | torchattacks img/s, to mask | speed ratio "
-        "| torchattacks img/s, attack only | ratio vs attack only | ours robust acc "
+        "| torchattacks img/s, attack only | ratio vs attack only "
+        "| torchattacks in our blocks img/s | ratio vs that | ours robust acc "
         "| theirs robust acc | target | met? |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for row in rows:
         text, met = row.target()
+        blocked = row.ratio_blocked
+        blocked_cells = ("- | -" if blocked is None else
+                         f"{row.n / statistics.median(row.theirs_blocked_seconds):,.1f} "
+                         f"| {blocked:.2f}x")
         lines.append(
             f"| {row.attack} | {row.ours_ips:,.1f} | {row.theirs_ips:,.1f} | {row.ratio:.2f}x "
-            f"| {row.theirs_attack_ips:,.1f} | {row.ratio_attack_only:.2f}x "
+            f"| {row.theirs_attack_ips:,.1f} | {row.ratio_attack_only:.2f}x | {blocked_cells} "
             f"| {_pct(row.ours_robust)} | {_pct(row.theirs_robust)} | {text} "
             f"| {'yes' if met else '**NO**'} |"
         )
@@ -427,8 +500,8 @@ def markdown_table(rows: list[Row]) -> list[str]:
         if floor is not None:
             lines.append(
                 f"- {row.attack}: ours {statistics.median(row.ours_seconds):.3f} s = "
-                f"**{floor:.2f}x** the floor ({PGD_STEPS} forward+backward passes: "
-                f"{statistics.median(row.floor_seconds):.3f} s); ours ran "
+                f"**{floor:.2f}x** the floor ({PGD_STEPS} forward+backward passes in blocks "
+                f"of {row.block}: {statistics.median(row.floor_seconds):.3f} s); ours ran "
                 f"{row.ours_forwards} forwards / {row.ours_backwards} backwards "
                 f"(stops once every sample is fooled), torchattacks "
                 f"{row.theirs_forwards} / {row.theirs_backwards}."
@@ -598,6 +671,11 @@ def main(argv: list[str] | None = None) -> int:
                     entry["models"][label]["deepfool_gradients"] = paths
                     table += deepfool_gradient_lines(paths, len(x))
                     log("\n".join(table[-1:]))
+                if args.kinds == KINDS:
+                    sweep = block_sweep(model, x, y, max(1, min(args.repeats, 3)))
+                    entry["models"][label]["block_sweep"] = sweep
+                    table += block_sweep_lines(sweep, len(x))
+                    log("\n".join(table[-len(sweep):]))
                 sections.append((f"{name}: {label}", {
                     "n": len(x), "clean_accuracy": {label: clean[label]},
                     "rounds_note": f"{min(len(r.ours_seconds) for r in rows)}-"

@@ -29,6 +29,7 @@ import copy
 import datetime
 import os
 import platform
+import resource
 import shlex
 import statistics
 import sys
@@ -45,7 +46,7 @@ from torch import Tensor, nn
 
 from aerobust import atomic
 from aerobust.attacks import CPU_BLOCK_SIZE, CW, FGSM, PGD, DeepFool, evaluate
-from aerobust.attacks.base import Attack
+from aerobust.attacks.base import Attack, block_bounds
 from aerobust.data import Dataset, load_dataset
 from aerobust.errors import UserError
 from aerobust.models import AEClassifier
@@ -243,8 +244,8 @@ def robust_of(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor) -> tuple[fl
 def floor_pass(model: nn.Module, x: Tensor, y: Tensor, steps: int, block: int) -> None:
     """PGD's floor: ``steps`` forward+backward passes for the input gradient, nothing
     else, over the batch in the blocks our attack splits it into."""
-    for begin in range(0, len(x), block):
-        xb, yb = x[begin : begin + block], y[begin : begin + block]
+    for begin, end in block_bounds(len(x), block):
+        xb, yb = x[begin:end], y[begin:end]
         for _ in range(steps):
             xr = xb.detach().requires_grad_(True)
             torch.autograd.grad(F.cross_entropy(model(xr), yb, reduction="sum"), xr)
@@ -317,9 +318,19 @@ def block_sweep(model: nn.Module, x: Tensor, y: Tensor, rounds: int) -> dict[str
     }
     out: dict[str, Any] = {}
     for what, make in makers.items():
-        times = interleaved({str(b): make(b) for b in sizes}, rounds)
-        out[what] = {size: statistics.median(t) for size, t in times.items()}
+        calls = {str(b): make(b) for b in sizes}
+        times = interleaved(calls, rounds)
+        out[what] = {size: {"seconds": statistics.median(t), "minor_faults": minor_faults(
+            calls[size])} for size, t in times.items()}
     return out
+
+
+def minor_faults(call: Callable[[], object]) -> int:
+    """Minor page faults of one call: memory the allocator gave back to the system and
+    the call had to map (and zero) again."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    call()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
 def block_sweep_lines(sweep: dict[str, Any], n: int) -> list[str]:
@@ -327,15 +338,17 @@ def block_sweep_lines(sweep: dict[str, Any], n: int) -> list[str]:
     lines = [
         "",
         f"Our time per call over the {n} images by block size (median seconds; in brackets "
-        f"the speed-up over one block of {n}; `CPU_BLOCK_SIZE` = {CPU_BLOCK_SIZE}):",
+        f"the speed-up over one block of {n}, then the minor page faults of one call; "
+        f"`CPU_BLOCK_SIZE` = {CPU_BLOCK_SIZE}):",
         "",
         "| call | " + " | ".join(f"block {b}" for b in sizes) + " |",
         "| --- |" + " ---: |" * len(sizes),
     ]
-    for what, times in sweep.items():
-        whole = times[sizes[-1]]
+    for what, cells in sweep.items():
+        whole = cells[sizes[-1]]["seconds"]
         lines.append(f"| {what} | " + " | ".join(
-            f"{t:.3f} ({whole / t:.2f}x)" for t in times.values()) + " |")
+            f"{c['seconds']:.3f} ({whole / c['seconds']:.2f}x), {c['minor_faults']:,} faults"
+            for c in cells.values()) + " |")
     return lines
 
 
@@ -381,10 +394,11 @@ def bench_attack(
     def theirs_in_blocks() -> Tensor:
         """torchattacks on our blocks, one call each, to a mask."""
         masks = []
-        for begin in range(0, len(x), block):
-            xb, yb = x[begin : begin + block], y[begin : begin + block]
+        for begin, end in block_bounds(len(x), block):
+            xb, yb = x[begin:end], y[begin:end]
+            adv = theirs(xb, yb)
             with torch.no_grad():
-                masks.append(their_model(theirs(xb, yb)).argmax(dim=1) != yb)
+                masks.append(their_model(adv).argmax(dim=1) != yb)
         return torch.cat(masks)
 
     calls: dict[str, Callable[[], object]] = {

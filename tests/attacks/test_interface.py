@@ -4,11 +4,14 @@ honest success masks and batched cost."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 from aerobust.attacks import (
@@ -23,6 +26,7 @@ from aerobust.attacks import (
     attack_mode,
     get,
 )
+from aerobust.attacks.base import block_bounds
 from aerobust.errors import UserError
 
 # Cheap but real configurations, one per attack.
@@ -295,26 +299,27 @@ def test_cost_does_not_grow_with_batch_size(
         assert result.forwards <= bound[0] and result.backwards <= bound[1]
 
 
-@pytest.mark.parametrize("name", CHEAP)
+@pytest.mark.parametrize("name", ["fgsm", "cw", "deepfool"])
 def test_blocks_are_separate_calls(name: str, digits: Any, mlp: Callable[..., nn.Module]) -> None:
     """A batch split into blocks gives exactly what one call per block gives, in order,
-    and the pass counts add up."""
+    and the pass counts add up (PGD's random starts are drawn for the whole call)."""
     model, x, y = mlp(seed=3), digits.x[:40], digits.y[:40]
-    blocked = get(name, **CHEAP[name], block_size=16)(model, x, y)
+    blocked = get(name, **CHEAP[name], block_size=16)(model, x, y)  # blocks of 14, 13, 13
     whole = get(name, **CHEAP[name], block_size=40)
-    parts = [whole(model, x[i : i + 16], y[i : i + 16]) for i in (0, 16, 32)]
+    parts = [whole(model, x[a:b], y[a:b]) for a, b in ((0, 13), (13, 26), (26, 40))]
     assert torch.equal(blocked.x_adv, torch.cat([p.x_adv for p in parts]))
     assert torch.equal(blocked.success, torch.cat([p.success for p in parts]))
     assert blocked.forwards == sum(p.forwards for p in parts)
     assert blocked.backwards == sum(p.backwards for p in parts)
 
 
-@pytest.mark.parametrize("name", ["fgsm", "deepfool", "cw"])
-def test_deterministic_attacks_do_not_depend_on_the_blocks(
+@pytest.mark.parametrize("name", ["fgsm", "pgd", "deepfool", "cw"])
+def test_results_do_not_depend_on_the_blocks(
     name: str, digits: Any, mlp: Callable[..., nn.Module]
 ) -> None:
-    """No randomness and no per-call decision (CW without early abort): each sample's
-    result is the same whatever block it is attacked in."""
+    """Each sample's result is the same whatever block it is attacked in: PGD draws its
+    random starts for the whole call; CW without early abort makes no per-call
+    decision."""
     params = {**CHEAP[name], **({"abort_early": False} if name == "cw" else {})}
     model, x, y = mlp(seed=4), digits.x[:64], digits.y[:64]
     small = get(name, **params, block_size=5)(model, x, y)
@@ -329,8 +334,18 @@ def test_default_blocks_by_device(
     model = recorder(mlp())
     result = FGSM(eps=0.1)(model, digits.x[:100], digits.y[:100])
     sizes = [len(batch) for batch in model.seen]
-    assert sizes == [32, 32, 32, 32, 32, 32, 4, 4] and CPU_BLOCK_SIZE == 32
+    assert CPU_BLOCK_SIZE == 32 and sizes == [25] * 8  # 4 equal blocks, 2 forwards each
     assert result.x_adv.shape == (100, 1, 8, 8) and result.forwards == 8
     # On any other device one block takes the whole batch (checked without a GPU).
     assert FGSM(eps=0.1).samples_per_block(torch.empty(100, 1, 8, 8, device="meta")) == 100
     assert FGSM(eps=0.1, block_size=7).samples_per_block(digits.x[:100]) == 7
+
+
+@given(n=st.integers(0, 500), size=st.integers(1, 600))
+def test_block_bounds_cover_the_batch_in_near_equal_blocks(n: int, size: int) -> None:
+    bounds = block_bounds(n, size)
+    sizes = [b - a for a, b in bounds]
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(prev[1] == nxt[0] for prev, nxt in itertools.pairwise(bounds))
+    assert max(sizes) <= size and max(sizes) - min(sizes) <= 1
+    assert len(bounds) == max(1, -(-n // size))  # as few blocks as fit

@@ -8,6 +8,7 @@ beside the results it produced. Calling it runs the attack on one batch.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -129,6 +130,15 @@ def _hint(name: str, value: object) -> str:
     return ""
 
 
+def block_bounds(n: int, size: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the fewest blocks of at most ``size`` of ``n`` samples, as
+    equal as they can be (100 in blocks of 32: four of 25, not three of 32 and one of 4,
+    whose tiny block would cost nearly as much as a full one). One empty block for n=0."""
+    count = max(1, -(-n // size))
+    bounds = [n * i // count for i in range(count + 1)]
+    return list(itertools.pairwise(bounds))
+
+
 # Samples per block on the CPU (see ``Attack.block_size``): chosen from the block sweep
 # that ``benchmarks/attacks.py`` measures on every run.
 CPU_BLOCK_SIZE = 32
@@ -138,15 +148,18 @@ CPU_BLOCK_SIZE = 32
 class Attack(ABC):
     """An untargeted white-box attack in [0,1] pixel space: ``attack(model, x, y)``.
 
-    ``block_size`` splits a batch into blocks attacked one after the other, exactly as
-    if each block were its own call. On a CPU a block's activations then stay in cache
-    from the forward to the backward passes that reuse them (DeepFool reuses one graph
-    K-1 times): faster than one large batch (``benchmarks/attacks.py`` sweeps block
-    sizes). ``None``: ``CPU_BLOCK_SIZE`` samples on a CPU, the whole batch on any other
+    ``block_size`` splits a batch into blocks of at most that many samples, as equal as
+    they can be (``block_bounds``), attacked one after the other, exactly as if each
+    block were its own call. On a CPU the tensors of a large batch are big enough that
+    the allocator hands them back to the system after every pass and the next pass maps
+    and zeroes them again (thousands of page faults per call for a batch of 256 MNIST
+    images); a block's are small enough to be reused, which measured faster than one
+    large batch (``benchmarks/attacks.py`` sweeps block sizes and counts the faults).
+    ``None``: ``CPU_BLOCK_SIZE`` samples on a CPU, the whole batch on any other
     device (a GPU wants large batches).
-    Per-sample results do not depend on the blocks, except where an attack draws
-    randomness or decides per call: PGD's random start restarts its seeded generator in
-    every block, CW's early abort watches the block's total loss.
+    Per-sample results do not depend on the blocks (random draws are made for the whole
+    call first, see ``_draws``), except where an attack decides per call: CW's early
+    abort watches the block's total loss.
     """
 
     name: ClassVar[str]
@@ -161,7 +174,7 @@ class Attack(ABC):
         return dataclasses.asdict(self)
 
     def samples_per_block(self, x: Tensor) -> int:
-        """Samples per block for a batch like ``x`` on its device."""
+        """The most samples in one block, for a batch like ``x`` on its device."""
         if self.block_size is not None:
             return self.block_size
         return CPU_BLOCK_SIZE if x.device.type == "cpu" else max(len(x), 1)
@@ -171,10 +184,10 @@ class Attack(ABC):
         y = _check_inputs(self.name, x, y)
         x = x.detach()
         counted = CountedModel(model)
-        size = self.samples_per_block(x)
+        draws = self._draws(x)
         with attack_mode(model), torch.enable_grad():
-            parts = [self._attack(counted, x[i : i + size], y[i : i + size])
-                     for i in range(0, max(len(x), 1), size)]
+            parts = [self._attack(counted, x[a:b], y[a:b], None if draws is None else draws[a:b])
+                     for a, b in block_bounds(len(x), self.samples_per_block(x))]
         x_adv = torch.cat([adv for adv, _ in parts]) if len(parts) > 1 else parts[0][0]
         success = torch.cat([hit for _, hit in parts]) if len(parts) > 1 else parts[0][1]
         delta = (x_adv - x).flatten(1)
@@ -187,8 +200,16 @@ class Attack(ABC):
             backwards=counted.backwards,
         )
 
+    def _draws(self, x: Tensor) -> Tensor | None:
+        """Random numbers for the whole call, one row per sample, drawn before the batch
+        is split, so that no sample's draw depends on the block it lands in; ``_attack``
+        gets its block's rows. None: the attack draws none."""
+        return None
+
     @abstractmethod
-    def _attack(self, model: CountedModel, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def _attack(
+        self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         """Return ``(x_adv, success)`` for one block, without per-sample loops."""
 
 

@@ -46,7 +46,9 @@ class CW(Attack):
         check_number(self.name, "lr", self.lr, 0.0, low_open=True)
         check_bool(self.name, "abort_early", self.abort_early)
 
-    def _attack(self, model: CountedModel, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def _attack(
+        self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         # Shrink by 1e-6 so that pixels at exactly 0 or 1 have a finite preimage.
         w_clean = torch.atanh((2 * x - 1) * (1 - 1e-6))
         c = torch.full_like(y, self.c_init, dtype=x.dtype)

@@ -58,7 +58,9 @@ class DeepFool(Attack):
             check_number(self.name, "num_classes", self.num_classes, 2, integer=True)
         check_number(self.name, "margin", self.margin, 0.0)
 
-    def _attack(self, model: CountedModel, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def _attack(
+        self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         scale = 1 + self.overshoot
         r_tot = torch.zeros_like(x)
         prediction = torch.empty_like(y)

@@ -26,7 +26,9 @@ class FGSM(Attack):
         super().__post_init__()
         check_number(self.name, "eps", self.eps, 0.0, 1.0)
 
-    def _attack(self, model: CountedModel, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def _attack(
+        self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         # ``x`` is the caller's detached alias and is never written to: no clone needed.
         x_var = x.detach().requires_grad_(True)
         g = model.grad(F.cross_entropy(model(x_var), y, reduction="sum"), x_var)

@@ -36,8 +36,8 @@ class PGD(Attack):
     single forward (the ball is a point). With ``keep="last"`` every step runs.
 
     ``step_size`` defaults to ``2.5 * eps / steps``. Random starts come from a CPU
-    generator seeded with ``seed`` at each call, so results are reproducible on any
-    device.
+    generator seeded with ``seed`` at each call, drawn for the whole batch before it is
+    split into blocks, so results are reproducible on any device and block size.
     """
 
     name = "pgd"
@@ -64,20 +64,35 @@ class PGD(Attack):
             raise UserError(f"{self.name}: keep must be one of {', '.join(KEEP)}, "
                             f"got {self.keep!r}")
 
-    def _attack(self, model: CountedModel, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def _draws(self, x: Tensor) -> Tensor | None:
+        """Each sample's random start for every restart, ``(N, restarts, ...)``: restart
+        r's noise for the whole batch comes from the seeded CPU generator in turn, so a
+        sample gets the same start whatever block (or device) it is attacked on."""
+        if not self.random_start or self.eps == 0:
+            return None
+        generator = torch.Generator().manual_seed(self.seed)
+        return torch.stack([torch.rand(x.shape, generator=generator, dtype=x.dtype)
+                            for _ in range(self.restarts)], dim=1)
+
+    def _attack(
+        self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         if self.eps == 0:
             with torch.no_grad():
                 return x.clone(), model(x).argmax(dim=1) != y
         lo = (x - self.eps).clamp_(min=0.0)
         hi = (x + self.eps).clamp_(max=1.0)
-        generator = torch.Generator().manual_seed(self.seed)
         x_adv = x.clone()
         fooled = torch.zeros_like(y, dtype=torch.bool)
-        for _ in range(self.restarts):
+        for restart in range(self.restarts):
             todo = (~fooled).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
-            adv, hit = self._restart(model, x[todo], y[todo], lo[todo], hi[todo], generator)
+            start = x[todo]
+            if draws is not None:
+                noise = draws[todo.cpu(), restart].to(x.device)
+                start = torch.clamp(start + self.eps * (2 * noise - 1), lo[todo], hi[todo])
+            adv, hit = self._restart(model, start, y[todo], lo[todo], hi[todo])
             x_adv[todo] = adv
             fooled[todo] = hit
         return x_adv, fooled
@@ -85,24 +100,19 @@ class PGD(Attack):
     def _restart(
         self,
         model: CountedModel,
-        x: Tensor,
+        current: Tensor,
         y: Tensor,
         lo: Tensor,
         hi: Tensor,
-        generator: torch.Generator,
     ) -> tuple[Tensor, Tensor]:
-        """One run of ``steps`` steps; returns the kept iterate and whether it fools.
+        """One run of ``steps`` steps from ``current`` (a fresh tensor, updated in place);
+        returns the kept iterate and whether it fools.
 
         With ``keep="first"`` a sample leaves the batch once an iterate fools the model:
         its adversarial is decided, and in eval mode the other samples' gradients do not
         depend on it, so later steps cost only what is still being attacked.
         """
-        if self.random_start:
-            noise = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-            current = torch.clamp(x + self.eps * (2 * noise - 1), lo, hi)
-        else:
-            current = x.clone()  # updated in place below
-        adv = torch.empty_like(x)
+        adv = torch.empty_like(current)
         fooled = torch.zeros_like(y, dtype=torch.bool)
         rows = torch.arange(len(y), device=y.device)  # each active row's index in x
         first = self.keep == "first"

@@ -334,8 +334,8 @@ def test_default_blocks_by_device(
     model = recorder(mlp())
     result = FGSM(eps=0.1)(model, digits.x[:100], digits.y[:100])
     sizes = [len(batch) for batch in model.seen]
-    assert CPU_BLOCK_SIZE == 32 and sizes == [25] * 8  # 4 equal blocks, 2 forwards each
-    assert result.x_adv.shape == (100, 1, 8, 8) and result.forwards == 8
+    assert CPU_BLOCK_SIZE == 64 and sizes == [50] * 4  # 2 equal blocks, 2 forwards each
+    assert result.x_adv.shape == (100, 1, 8, 8) and result.forwards == 4
     # On any other device one block takes the whole batch (checked without a GPU).
     assert FGSM(eps=0.1).samples_per_block(torch.empty(100, 1, 8, 8, device="meta")) == 100
     assert FGSM(eps=0.1, block_size=7).samples_per_block(digits.x[:100]) == 7

@@ -141,7 +141,7 @@ def block_bounds(n: int, size: int) -> list[tuple[int, int]]:
 
 # Samples per block on the CPU (see ``Attack.block_size``): chosen from the block sweep
 # that ``benchmarks/attacks.py`` measures on every run.
-CPU_BLOCK_SIZE = 32
+CPU_BLOCK_SIZE = 64
 
 
 @dataclass(frozen=True)

@@ -188,8 +188,8 @@ class Attack(ABC):
         with attack_mode(model), torch.enable_grad():
             parts = [self._attack(counted, x[a:b], y[a:b], None if draws is None else draws[a:b])
                      for a, b in block_bounds(len(x), self.samples_per_block(x))]
-        x_adv = torch.cat([adv for adv, _ in parts]) if len(parts) > 1 else parts[0][0]
-        success = torch.cat([hit for _, hit in parts]) if len(parts) > 1 else parts[0][1]
+        # One block: its tensors as they are (no copy); several: joined in order.
+        x_adv, success = parts[0] if len(parts) == 1 else map(torch.cat, zip(*parts, strict=True))
         delta = (x_adv - x).flatten(1)
         return AttackResult(
             x_adv=x_adv.detach(),

@@ -80,10 +80,10 @@ class DeepFool(Attack):
             still = predicted == y[active]
             if last or not bool(still.any()):
                 break
-            step_ = self._step(model, current, logits, ranking[active])[still]
+            r = self._step(model, current, logits, ranking[active])[still]
             active = active[still]
             base = x[active]
-            moved = torch.clamp(base + scale * (r_tot[active] + step_), 0.0, 1.0)
+            moved = torch.clamp(base + scale * (r_tot[active] + r), 0.0, 1.0)
             r_tot[active] = (moved - base) / scale
         x_adv = torch.clamp(x + scale * r_tot, 0.0, 1.0)
         return x_adv, prediction != y

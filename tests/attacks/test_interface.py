@@ -51,6 +51,7 @@ def test_get_is_case_insensitive_and_resolves_defaults() -> None:
     assert attack.params() == {
         "eps": 0.2, "steps": 40, "step_size": 2.5 * 0.2 / 40, "restarts": 1,
         "random_start": True, "seed": 0, "keep": "first", "block_size": None,
+        "channels_last": False,
     }
 
 
@@ -349,3 +350,87 @@ def test_block_bounds_cover_the_batch_in_near_equal_blocks(n: int, size: int) ->
     assert all(prev[1] == nxt[0] for prev, nxt in itertools.pairwise(bounds))
     assert max(sizes) <= size and max(sizes) - min(sizes) <= 1
     assert len(bounds) == max(1, -(-n // size))  # as few blocks as fit
+
+
+class _LayoutSpy(nn.Module):
+    """A conv net that records whether its conv weight was NHWC at each forward; with
+    ``flip`` its logits favour class 0 in NCHW and class 1 in NHWC, so whatever the
+    attack finds in one layout is wrong in the other."""
+
+    def __init__(self, flip: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.head = nn.Linear(4 * 8 * 8, 2)
+        self.flip = flip
+        self.nhwc: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nhwc = self.conv.weight.stride(1) == 1  # NCHW: 9, one channel's kernel
+        self.nhwc.append(nhwc)
+        logits = self.head(self.conv(x).flatten(1))
+        if self.flip:
+            bias = torch.tensor([0.0, 1e3]) if nhwc else torch.tensor([1e3, 0.0])
+            logits = logits + bias
+        return logits
+
+
+@pytest.mark.parametrize("name", CHEAP)
+def test_channels_last_runs_nhwc_and_puts_the_weights_back(name: str, digits: Any) -> None:
+    torch.manual_seed(0)
+    model = _LayoutSpy()
+    weight = model.conv.weight
+    pointer, strides = weight.data_ptr(), weight.stride()
+    result = get(name, **CHEAP[name], channels_last=True)(model, digits.x[:8], digits.y[:8] % 2)
+    assert model.nhwc[0] and not model.nhwc[-1]  # attacked in NHWC, checked as it is
+    assert model.conv.weight is weight
+    assert weight.data_ptr() == pointer and weight.stride() == strides
+    assert result.x_adv.is_contiguous()
+    model.nhwc.clear()
+    get(name, **CHEAP[name])(model, digits.x[:8], digits.y[:8] % 2)
+    assert not any(model.nhwc)  # off by default
+
+
+@pytest.mark.parametrize("name", ["pgd", "cw", "deepfool"])
+def test_channels_last_success_is_what_the_model_as_it_is_says(name: str, digits: Any) -> None:
+    """In NHWC every input is class 1, as it is every input is class 0: with label 0 the
+    NHWC run fools everything, the check finds nothing fooled, and the samples are
+    attacked again as the model is (where nothing can fool it)."""
+    model = _LayoutSpy(flip=True)
+    x, y = digits.x[:6], torch.zeros(6, dtype=torch.long)
+    result = get(name, **CHEAP[name], channels_last=True)(model, x, y)
+    plain = get(name, **CHEAP[name])(model, x, y)
+    assert not result.success.any()
+    assert torch.equal(result.x_adv, plain.x_adv)  # exactly what the plain attack gives
+    with torch.no_grad():
+        assert (model(result.x_adv).argmax(1) == y).all()
+
+
+def test_channels_last_restores_the_weights_when_the_attack_raises(digits: Any) -> None:
+    model = _LayoutSpy()
+    pointer = model.conv.weight.data_ptr()
+
+    def boom(_module: nn.Module, _inputs: Any, _output: Any) -> None:
+        raise RuntimeError("boom")
+
+    model.head.register_forward_hook(boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        FGSM(eps=0.1, channels_last=True)(model, digits.x[:4], digits.y[:4] % 2)
+    assert model.conv.weight.data_ptr() == pointer and model.conv.weight.stride(1) == 9
+
+
+def test_channels_last_leaves_conv_subclasses_alone(digits: Any) -> None:
+    """A subclass may ``view`` its weight (weight standardisation): never handed NHWC."""
+
+    class Viewing(nn.Conv2d):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            w = self.weight.view(self.out_channels, -1)  # fails on an NHWC weight
+            return self._conv_forward(x, w.view_as(self.weight), self.bias)
+
+    model = nn.Sequential(Viewing(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(128, 2))
+    result = FGSM(eps=0.1, channels_last=True)(model, digits.x[:4], digits.y[:4] % 2)
+    assert result.x_adv.shape == digits.x[:4].shape
+
+
+def test_channels_last_must_be_a_bool() -> None:
+    with pytest.raises(UserError, match="channels_last must be true or false"):
+        FGSM(eps=0.1, channels_last=1)  # type: ignore[arg-type]

@@ -202,13 +202,12 @@ class Attack(ABC):
     (``channels_last_convs``; on the CPU here a forward+backward pass of this project's
     models measured 1.05-1.5x faster, DeepFool on digits 1.5x (LeNet5) and 1.25x
     (AE-C)). Off by default until the benchmark and the committed results are re-run
-    with it: it changes results in the last bits. The model then
-    computes a function that may differ from its own in the last bits, so the success
-    mask is not taken from inside: every ``x_adv`` is run once more through the model as
-    it is (in the same blocks; one forward more per call), ``success`` says what that
-    forward says, and a sample the attack believed fooled that is not gets attacked again
-    in the model's own layout (``_again``). So success always means the caller's model,
-    as it is, misclassifies ``x_adv``.
+    with it. In NHWC the model computes a function that may differ from its own in the
+    last bits, so the success mask is not taken from inside: every ``x_adv`` is run
+    once more through the model as it is (in the same blocks; one forward more per
+    call), ``success`` says what that forward says, and a sample the attack believed
+    fooled that is not gets attacked again in the model's own layout (``_again``). So
+    success always means the caller's model, as it is, misclassifies ``x_adv``.
     """
 
     name: ClassVar[str]

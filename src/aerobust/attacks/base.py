@@ -235,12 +235,18 @@ class Attack(ABC):
         x = x.detach()
         counted = CountedModel(model)
         draws = self._draws(x)
-        size = self.samples_per_block(x)
-        blocks = block_bounds(len(x), size)
+        blocks = block_bounds(len(x), self.samples_per_block(x))
         with attack_mode(model):
             with torch.enable_grad(), (channels_last_convs(model) if self.channels_last
                                        else nullcontext(False)) as relaid:
-                x_adv, claimed = self._attack_all(counted, x, y, draws, size)
+                parts = [self._attack(counted, x[a:b], y[a:b],
+                                      None if draws is None else draws[a:b])
+                         for a, b in blocks]
+            # One block: its tensors as they are (no copy); several: joined in order.
+            x_adv = parts[0][0] if len(parts) == 1 else torch.cat([p[0] for p in parts])
+            claims = [p[1] for p in parts]
+            claimed = (None if any(c is None for c in claims)
+                       else claims[0] if len(claims) == 1 else torch.cat(claims))
             if relaid or claimed is None:
                 with torch.no_grad():
                     success = torch.cat([counted(x_adv[a:b]).argmax(dim=1) != y[a:b]
@@ -267,17 +273,6 @@ class Attack(ABC):
         is split, so that no sample's draw depends on the block it lands in; ``_attack``
         gets its block's rows. None: the attack draws none."""
         return None
-
-    def _attack_all(self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None,
-                    size: int) -> tuple[Tensor, Tensor | None]:
-        """The whole call: ``_attack`` on each block of at most ``size`` samples in turn."""
-        parts = [self._attack(model, x[a:b], y[a:b], None if draws is None else draws[a:b])
-                 for a, b in block_bounds(len(x), size)]
-        if len(parts) == 1:  # its tensors as they are (no copy)
-            return parts[0]
-        claims = [p[1] for p in parts]
-        return (torch.cat([p[0] for p in parts]),
-                None if any(c is None for c in claims) else torch.cat(claims))
 
     def _again(self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None,
                x_adv: Tensor, success: Tensor, again: Tensor) -> tuple[Tensor, Tensor]:

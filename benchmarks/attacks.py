@@ -45,8 +45,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aerobust import atomic
+from aerobust.allocator import retain_freed_memory
 from aerobust.attacks import CPU_BLOCK_SIZE, CW, FGSM, PGD, DeepFool, evaluate
-from aerobust.attacks.base import Attack, block_bounds
+from aerobust.attacks.base import Attack, block_bounds, channels_last_convs
 from aerobust.data import Dataset, load_dataset
 from aerobust.errors import UserError
 from aerobust.models import AEClassifier
@@ -352,6 +353,46 @@ def block_sweep_lines(sweep: dict[str, Any], n: int) -> list[str]:
     return lines
 
 
+def layout_compare(model: nn.Module, x: Tensor, y: Tensor, rounds: int,
+                   kinds: tuple[str, ...]) -> dict[str, Any]:
+    """Our calls in the model's own layout (``channels_last=False``) beside NHWC (the CPU
+    default), timed interleaved: the measurement behind that default. The plain pass
+    runs NHWC weights through ``channels_last_convs`` exactly as the attacks do."""
+    model = frozen_copy(model)
+    block = CPU_BLOCK_SIZE if x.device.type == "cpu" else len(x)
+
+    def nhwc_pass() -> None:
+        with channels_last_convs(model):
+            floor_pass(model, x, y, 1, block)
+
+    pairs: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
+        "forward+backward pass": (lambda: floor_pass(model, x, y, 1, block), nhwc_pass),
+    }
+    eps = EPSILONS[0] / 255
+    if "fgsm" in kinds:
+        pairs[f"FGSM eps={EPSILONS[0]}/255"] = (
+            partial(FGSM(eps=eps, channels_last=False), model, x, y),
+            partial(FGSM(eps=eps, channels_last=True), model, x, y))
+    if "deepfool" in kinds:
+        df = {"steps": DF_STEPS, "overshoot": DF_OVERSHOOT}
+        pairs[f"DeepFool steps={DF_STEPS}"] = (
+            partial(DeepFool(**df, channels_last=False), model, x, y),
+            partial(DeepFool(**df, channels_last=True), model, x, y))
+    out: dict[str, Any] = {}
+    for what, (nchw, nhwc) in pairs.items():
+        times = interleaved({"nchw": nchw, "nhwc": nhwc}, rounds)
+        out[what] = {k: statistics.median(v) for k, v in times.items()}
+    return out
+
+
+def layout_lines(layout: dict[str, Any], n: int) -> list[str]:
+    parts = [f"{what} {t['nchw']:.3f} s vs {t['nhwc']:.3f} s (**{t['nchw'] / t['nhwc']:.2f}x**)"
+             for what, t in layout.items()]
+    return ["", f"Our calls over the {n} images in the model's own layout (NCHW, "
+            "`channels_last=False`) vs NHWC weights (`channels_last=True`, the CPU default; "
+            "medians, speed-up in bold): " + "; ".join(parts) + "."]
+
+
 def bench_attack(
     name: str,
     kind: str,
@@ -534,7 +575,7 @@ def markdown_table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def machine_info(threads: int) -> dict[str, Any]:
+def machine_info(threads: int, malloc: dict[str, int] | None) -> dict[str, Any]:
     import torchattacks
 
     cpu = platform.processor() or platform.machine()
@@ -546,12 +587,20 @@ def machine_info(threads: int) -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": threads,
+        "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": threads, "malloc": malloc,
         "torch": str(torch.__version__), "torchattacks": torchattacks.__version__,
         "python": platform.python_version(), "platform": platform.platform(),
         "load_average_at_start": list(os.getloadavg()),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _malloc_text(malloc: dict[str, int] | None) -> str:
+    if not malloc:
+        return "the system's defaults (--malloc system)"
+    return (f"`retain_freed_memory()` for both libraries (glibc mmap threshold "
+            f"{malloc['mmap_threshold'] // 2**20} MiB, trim threshold "
+            f"{malloc['trim_threshold'] // 2**20} MiB, as the `aerobust` command sets)")
 
 
 def render(report: dict[str, Any], sections: list[tuple[str, dict[str, Any], list[str]]]) -> str:
@@ -563,7 +612,8 @@ def render(report: dict[str, Any], sections: list[tuple[str, dict[str, Any], lis
         "",
         f"Machine: {info['cpu']}, {info['cpu_count']} CPUs, torch {info['torch']} "
         f"({info['torch_threads']} threads), torchattacks {info['torchattacks']}, "
-        f"Python {info['python']}; load average (1, 5, 15 min) at start "
+        f"Python {info['python']}; malloc: {_malloc_text(info.get('malloc'))}; "
+        f"load average (1, 5, 15 min) at start "
         f"{', '.join(f'{v:.2f}' for v in info['load_average_at_start'])}, at end "
         f"{', '.join(f'{v:.2f}' for v in info.get('load_average_at_end', []))}; "
         f"{info['date']}.",
@@ -573,7 +623,10 @@ def render(report: dict[str, Any], sections: list[tuple[str, dict[str, Any], lis
         "Ours splits that batch into blocks (`Attack.block_size`; on a CPU "
         f"`CPU_BLOCK_SIZE` = {CPU_BLOCK_SIZE} samples); \"torchattacks in our blocks\" "
         "calls torchattacks block by block the same way, so the part of our lead that "
-        "comes from the blocks shows, and PGD's floor runs in the same blocks. "
+        "comes from the blocks shows, and PGD's floor runs in the same blocks. On a CPU "
+        "our attacks run the convolutions with NHWC weights (`channels_last`, default on a "
+        "CPU; the floor is the model as it is, NCHW), measured against NCHW per model "
+        "below. "
         "Calls run interleaved in one process, the order alternating each round; figures "
         "are medians. Like for like, both sides are timed to a per-sample success mask: "
         "ours returns one; torchattacks returns only x_adv, so its time includes one "
@@ -625,6 +678,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--attacks", default=",".join(KINDS),
                         help=f"comma-separated subset of {','.join(KINDS)} (a subset writes "
                              "nothing unless --out is given)")
+    parser.add_argument("--malloc", choices=("retain", "system"), default="retain",
+                        help="retain: keep freed memory for reuse, as the aerobust command "
+                             "does (aerobust.allocator; applies to both libraries); system: "
+                             "glibc's defaults")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     args.n = args.n if args.n is not None else (32 if args.quick else 256)
@@ -649,6 +706,7 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmarks/attacks.py needs torchattacks: pip install --no-deps torchattacks",
               file=sys.stderr)
         return 2
+    malloc = retain_freed_memory() if args.malloc == "retain" else None
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
@@ -662,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "command": shlex.join(["python", "benchmarks/attacks.py", *sys.argv[1:]])
         if argv is None else shlex.join(["python", "benchmarks/attacks.py", *argv]),
-        "machine": machine_info(threads),
+        "machine": machine_info(threads, malloc),
         "settings": {"n": args.n, "repeats": args.repeats, "budget_seconds": args.budget,
                      "epsilons_255": list(EPSILONS), "pgd_steps": PGD_STEPS,
                      "cw": {"c": CW_C, "steps": CW_STEPS, "lr": CW_LR},
@@ -690,6 +748,10 @@ def main(argv: list[str] | None = None) -> int:
                     entry["models"][label]["deepfool_gradients"] = paths
                     table += deepfool_gradient_lines(paths, len(x))
                     log("\n".join(table[-1:]))
+                layout = layout_compare(model, x, y, max(3, min(args.repeats, 5)), args.kinds)
+                entry["models"][label]["layout"] = layout
+                table += layout_lines(layout, len(x))
+                log("\n".join(table[-1:]))
                 if args.kinds == KINDS:
                     sweep = block_sweep(model, x, y, max(1, min(args.repeats, 3)))
                     entry["models"][label]["block_sweep"] = sweep

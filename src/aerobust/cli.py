@@ -484,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from aerobust.allocator import retain_freed_memory
+
+    retain_freed_memory()  # this process is ours: keep freed tensors' pages for reuse
     try:
         args = build_parser().parse_args(argv)
         func: Callable[[argparse.Namespace], None] = args.func

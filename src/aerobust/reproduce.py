@@ -35,6 +35,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from aerobust import atomic
+from aerobust.allocator import allocator_settings, retain_freed_memory
 from aerobust.errors import UserError
 from aerobust.experiments import (
     EXPERIMENTS,
@@ -125,11 +126,15 @@ def _run_summaries(ws: Workspace) -> dict[str, dict[str, Any]]:
 
 
 def _run_in_worker(config: ExperimentConfig, store_root: str, device: str, part_dir: str,
-                   name: str, cells: Any, threads: int) -> tuple[str, float, int, dict[str, Any]]:
+                   name: str, cells: Any, threads: int,
+                   allocator: dict[str, int] | None) -> tuple[str, float, int, dict[str, Any]]:
     """One experiment in a worker process: its finished cells go to the parent's queue,
-    and it takes its share of the CPU threads."""
+    it takes its share of the CPU threads, and the parent's malloc settings (a spawned
+    process starts with the system's)."""
     import torch
 
+    if allocator is not None:
+        retain_freed_memory(allocator["trim_threshold"])
     torch.set_num_threads(threads)
     ws = Workspace(config, RunStore(store_root), device=device, progress=False)
     ws.on_cell = lambda row: cells.put(1)
@@ -236,7 +241,7 @@ def _run_parallel(plan: PartPlan, ws: Workspace, todo: list[str], part_dir: Path
         cells = manager.Queue()
         pending: set[Future] = {
             pool.submit(_run_in_worker, ws.config, str(store.root), device, str(part_dir),
-                        name, cells, threads) for name in todo}
+                        name, cells, threads, allocator_settings()) for name in todo}
         try:
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)

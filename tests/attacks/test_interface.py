@@ -51,7 +51,7 @@ def test_get_is_case_insensitive_and_resolves_defaults() -> None:
     assert attack.params() == {
         "eps": 0.2, "steps": 40, "step_size": 2.5 * 0.2 / 40, "restarts": 1,
         "random_start": True, "seed": 0, "keep": "first", "block_size": None,
-        "channels_last": False,
+        "channels_last": None,
     }
 
 
@@ -386,8 +386,18 @@ def test_channels_last_runs_nhwc_and_puts_the_weights_back(name: str, digits: An
     assert weight.data_ptr() == pointer and weight.stride() == strides
     assert result.x_adv.is_contiguous()
     model.nhwc.clear()
+    get(name, **CHEAP[name], channels_last=False)(model, digits.x[:8], digits.y[:8] % 2)
+    assert not any(model.nhwc)
+    model.nhwc.clear()
     get(name, **CHEAP[name])(model, digits.x[:8], digits.y[:8] % 2)
-    assert not any(model.nhwc)  # off by default
+    assert model.nhwc[0] and not model.nhwc[-1]  # the default on a CPU
+
+
+def test_channels_last_default_is_per_device() -> None:
+    cpu, meta = torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4, device="meta")
+    assert FGSM(eps=0.1).nhwc(cpu) and not FGSM(eps=0.1).nhwc(meta)
+    assert not FGSM(eps=0.1, channels_last=False).nhwc(cpu)
+    assert FGSM(eps=0.1, channels_last=True).nhwc(meta)
 
 
 @pytest.mark.parametrize("name", ["pgd", "cw", "deepfool"])
@@ -398,7 +408,7 @@ def test_channels_last_success_is_what_the_model_as_it_is_says(name: str, digits
     model = _LayoutSpy(flip=True)
     x, y = digits.x[:6], torch.zeros(6, dtype=torch.long)
     result = get(name, **CHEAP[name], channels_last=True)(model, x, y)
-    plain = get(name, **CHEAP[name])(model, x, y)
+    plain = get(name, **CHEAP[name], channels_last=False)(model, x, y)
     assert not result.success.any()
     assert torch.equal(result.x_adv, plain.x_adv)  # exactly what the plain attack gives
     with torch.no_grad():

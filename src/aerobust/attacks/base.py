@@ -198,26 +198,28 @@ class Attack(ABC):
     call first, see ``_draws``), except where an attack decides per call: CW's early
     abort watches the block's total loss.
 
-    ``channels_last=True`` runs the model's convolutions in NHWC during the attack
-    (``channels_last_convs``; on the CPU here a forward+backward pass of this project's
-    models measured 1.05-1.5x faster, DeepFool on digits 1.5x (LeNet5) and 1.25x
-    (AE-C)). Off by default until the benchmark and the committed results are re-run
-    with it. In NHWC the model computes a function that may differ from its own in the
-    last bits, so the success mask is not taken from inside: every ``x_adv`` is run
-    once more through the model as it is (in the same blocks; one forward more per
-    call), ``success`` says what that forward says, and a sample the attack believed
-    fooled that is not gets attacked again in the model's own layout (``_again``). So
-    success always means the caller's model, as it is, misclassifies ``x_adv``.
+    ``channels_last`` runs the model's convolutions in NHWC during the attack
+    (``channels_last_convs``): on a CPU a forward+backward pass of every model of this
+    project measured faster in NHWC (1.05-1.5x; the one-channel MNIST layers most), so
+    ``None``, the default, means on for a CPU and off for any other device (not
+    measured there); ``True``/``False`` force it. In NHWC the model computes a function
+    that may differ from its own in the last bits, so the success mask is not taken
+    from inside: every ``x_adv`` is run once more through the model as it is (in the
+    same blocks; one forward more per call), ``success`` says what that forward says,
+    and a sample the attack believed fooled that is not gets attacked again in the
+    model's own layout (``_again``). So success always means the caller's model, as it
+    is, misclassifies ``x_adv``.
     """
 
     name: ClassVar[str]
     block_size: int | None = field(default=None, kw_only=True)
-    channels_last: bool = field(default=False, kw_only=True)
+    channels_last: bool | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         if self.block_size is not None:
             check_number(self.name, "block_size", self.block_size, 1, integer=True)
-        check_bool(self.name, "channels_last", self.channels_last)
+        if self.channels_last is not None:
+            check_bool(self.name, "channels_last", self.channels_last)
 
     def params(self) -> dict[str, Any]:
         """The full configuration, defaults resolved, for recording beside results."""
@@ -229,6 +231,12 @@ class Attack(ABC):
             return self.block_size
         return CPU_BLOCK_SIZE if x.device.type == "cpu" else max(len(x), 1)
 
+    def nhwc(self, x: Tensor) -> bool:
+        """Whether a batch like ``x`` is attacked with NHWC convolutions on its device."""
+        if self.channels_last is not None:
+            return self.channels_last
+        return x.device.type == "cpu"
+
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:
         """Attack the batch ``x`` (N,...) in [0,1] with labels ``y`` (N,) on x's device."""
         y = _check_inputs(self.name, x, y)
@@ -237,7 +245,7 @@ class Attack(ABC):
         draws = self._draws(x)
         blocks = block_bounds(len(x), self.samples_per_block(x))
         with attack_mode(model):
-            with torch.enable_grad(), (channels_last_convs(model) if self.channels_last
+            with torch.enable_grad(), (channels_last_convs(model) if self.nhwc(x)
                                        else nullcontext(False)) as relaid:
                 parts = [self._attack(counted, x[a:b], y[a:b],
                                       None if draws is None else draws[a:b])

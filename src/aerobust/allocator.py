@@ -19,7 +19,6 @@ by itself: the ``aerobust`` command does at start, and a script can call
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import platform
 import sys
 
@@ -40,7 +39,10 @@ def retain_freed_memory(trim_bytes: int = DEFAULT_TRIM_BYTES) -> dict[str, int] 
     global _applied
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
         return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    try:
+        libc = ctypes.CDLL("libc.so.6")  # glibc's soname on every Linux architecture
+    except OSError:
+        return None
     mallopt = getattr(libc, "mallopt", None)
     if mallopt is None:
         return None

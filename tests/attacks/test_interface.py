@@ -442,5 +442,5 @@ def test_channels_last_leaves_conv_subclasses_alone(digits: Any) -> None:
 
 
 def test_channels_last_must_be_a_bool() -> None:
-    with pytest.raises(UserError, match="channels_last must be true or false"):
+    with pytest.raises(UserError, match="channels_last must be true, false or null"):
         FGSM(eps=0.1, channels_last=1)  # type: ignore[arg-type]

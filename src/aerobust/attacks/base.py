@@ -218,8 +218,9 @@ class Attack(ABC):
     def __post_init__(self) -> None:
         if self.block_size is not None:
             check_number(self.name, "block_size", self.block_size, 1, integer=True)
-        if self.channels_last is not None:
-            check_bool(self.name, "channels_last", self.channels_last)
+        if self.channels_last is not None and not isinstance(self.channels_last, bool):
+            raise UserError(f"{self.name}: channels_last must be true, false or null (the "
+                            f"default: NHWC on a CPU only), got {self.channels_last!r}")
 
     def params(self) -> dict[str, Any]:
         """The full configuration, defaults resolved, for recording beside results."""

@@ -35,7 +35,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -359,7 +359,12 @@ def layout_compare(model: nn.Module, x: Tensor, y: Tensor, rounds: int,
     default), timed interleaved: the measurement behind that default. The plain pass
     runs NHWC weights through ``channels_last_convs`` exactly as the attacks do."""
     model = frozen_copy(model)
-    block = CPU_BLOCK_SIZE if x.device.type == "cpu" else len(x)
+    attacks: dict[str, Attack] = {}
+    if "fgsm" in kinds:
+        attacks[f"FGSM eps={EPSILONS[0]}/255"] = FGSM(eps=EPSILONS[0] / 255)
+    if "deepfool" in kinds:
+        attacks[f"DeepFool steps={DF_STEPS}"] = DeepFool(steps=DF_STEPS, overshoot=DF_OVERSHOOT)
+    block = FGSM(eps=0.0).samples_per_block(x)  # the attacks' blocks on x's device
 
     def nhwc_pass() -> None:
         with channels_last_convs(model):
@@ -368,16 +373,9 @@ def layout_compare(model: nn.Module, x: Tensor, y: Tensor, rounds: int,
     pairs: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
         "forward+backward pass": (lambda: floor_pass(model, x, y, 1, block), nhwc_pass),
     }
-    eps = EPSILONS[0] / 255
-    if "fgsm" in kinds:
-        pairs[f"FGSM eps={EPSILONS[0]}/255"] = (
-            partial(FGSM(eps=eps, channels_last=False), model, x, y),
-            partial(FGSM(eps=eps, channels_last=True), model, x, y))
-    if "deepfool" in kinds:
-        df = {"steps": DF_STEPS, "overshoot": DF_OVERSHOOT}
-        pairs[f"DeepFool steps={DF_STEPS}"] = (
-            partial(DeepFool(**df, channels_last=False), model, x, y),
-            partial(DeepFool(**df, channels_last=True), model, x, y))
+    for what, attack in attacks.items():
+        pairs[what] = tuple(partial(replace(attack, channels_last=flag), model, x, y)
+                            for flag in (False, True))
     out: dict[str, Any] = {}
     for what, (nchw, nhwc) in pairs.items():
         times = interleaved({"nchw": nchw, "nhwc": nhwc}, rounds)

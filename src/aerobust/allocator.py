@@ -40,11 +40,8 @@ def retain_freed_memory(trim_bytes: int = DEFAULT_TRIM_BYTES) -> dict[str, int] 
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
-        libc = ctypes.CDLL("libc.so.6")  # glibc's soname on every Linux architecture
-    except OSError:
-        return None
-    mallopt = getattr(libc, "mallopt", None)
-    if mallopt is None:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt  # glibc's soname on common Linuxes
+    except (OSError, AttributeError):
         return None
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int

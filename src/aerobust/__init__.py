@@ -7,8 +7,9 @@ The Python API in four names: ``load_dataset``, ``load_model``, ``attacks.get`` 
 __version__ = "0.1.0"
 
 from aerobust import attacks
-from aerobust.attacks import evaluate
+from aerobust.attacks import bpda, evaluate
 from aerobust.data import load_dataset
 from aerobust.models import AEClassifier, load_model
 
-__all__ = ["AEClassifier", "__version__", "attacks", "evaluate", "load_dataset", "load_model"]
+__all__ = ["AEClassifier", "__version__", "attacks", "bpda", "evaluate", "load_dataset",
+           "load_model"]

@@ -38,7 +38,8 @@ def test_fields_and_statistics(digits: Any, trained: nn.Module) -> None:
     flipped = correct & result.success
     assert isinstance(report, Evaluation)
     assert report.n == 100 and report.attack == "fgsm"
-    assert report.params == {"eps": 0.1, "block_size": None, "channels_last": None}
+    assert report.params == {"eps": 0.1, "block_size": None, "channels_last": None,
+                             "eot": 1}
     assert report.clean_accuracy == pytest.approx(correct.float().mean().item())
     robust = correct & ~result.success
     assert report.robust_accuracy == pytest.approx(robust.float().mean().item())

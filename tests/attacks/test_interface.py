@@ -51,7 +51,7 @@ def test_get_is_case_insensitive_and_resolves_defaults() -> None:
     assert attack.params() == {
         "eps": 0.2, "steps": 40, "step_size": 2.5 * 0.2 / 40, "restarts": 1,
         "random_start": True, "seed": 0, "keep": "first", "block_size": None,
-        "channels_last": None,
+        "channels_last": None, "eot": 1, "loss": "ce",
     }
 
 

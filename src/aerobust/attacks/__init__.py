@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from aerobust.attacks.base import CPU_BLOCK_SIZE, Attack, AttackResult, attack_mode
+from aerobust.attacks.bpda import BPDA, bpda
 from aerobust.attacks.cw import CW
 from aerobust.attacks.deepfool import DeepFool
 from aerobust.attacks.evaluate import Evaluation, evaluate
@@ -45,6 +46,7 @@ def get(name: str, **params: Any) -> Attack:
 
 __all__ = [
     "ATTACKS",
+    "BPDA",
     "CPU_BLOCK_SIZE",
     "CW",
     "FGSM",
@@ -55,6 +57,7 @@ __all__ = [
     "Evaluation",
     "Transfer",
     "attack_mode",
+    "bpda",
     "craft",
     "evaluate",
     "get",

@@ -8,10 +8,11 @@ beside the results it produced. Calling it runs the attack on one batch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from aerobust.attacks.losses import describe
 from aerobust.errors import UserError
 
 
@@ -40,27 +42,76 @@ class AttackResult:
     backwards: int
 
 
+class Step:
+    """One evaluation of a loss at an input (see ``CountedModel.step``): ``logits``
+    (N, C; the mean over the draws of a randomised model), per-sample ``loss`` (the mean
+    over the draws), ``fooled`` (argmax != y; a majority of the draws with EOT), and
+    ``grad``, the input gradient of the summed loss, computed (and counted) only when
+    read: an attack that learns from the forward that every sample is fooled skips it.
+    """
+
+    def __init__(self, model: CountedModel, x_var: Tensor, total: Tensor, logits: Tensor,
+                 loss: Tensor, fooled: Tensor) -> None:
+        self._model, self._x_var, self._total = model, x_var, total
+        self.logits, self.loss, self.fooled = logits, loss, fooled
+
+    @functools.cached_property
+    def grad(self) -> Tensor:
+        grad = self._model.grad(self._total, self._x_var)
+        del self._total  # frees the graph
+        return grad
+
+
 class CountedModel:
     """The attacked model with a tally of batched passes.
 
     Attacks only reach the model through this wrapper, so the counts in
-    ``AttackResult`` are measured rather than estimated.
+    ``AttackResult`` are measured rather than estimated. It is also where Expectation
+    over Transformation lives (Athalye et al. 2018): with ``draws = k > 1`` the model is
+    random, every forward is ``k`` forwards (counted as ``k`` passes), ``step`` averages
+    the loss and its gradient over them, ``__call__`` returns the mean logits, and a
+    sample counts fooled when a majority of the draws misclassify it.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, draws: int = 1) -> None:
         self.model = model
+        self.draws = draws
         self.forwards = 0
         self.backwards = 0
 
     def __call__(self, x: Tensor) -> Tensor:
-        self.forwards += 1
-        return self.model(x)
+        self.forwards += self.draws
+        if self.draws == 1:
+            return self.model(x)
+        return torch.stack([self.model(x) for _ in range(self.draws)]).mean(dim=0)
 
     def grad(self, output: Tensor, inputs: Tensor, retain_graph: bool = False) -> Tensor:
         """Gradient of a scalar ``output`` w.r.t. the input only (never the parameters)."""
         self.backwards += 1
         (g,) = torch.autograd.grad(output, inputs, retain_graph=retain_graph)
         return g
+
+    def step(self, x: Tensor, y: Tensor, loss: Callable[[Tensor, Tensor], Tensor]) -> Step:
+        """Per-sample ``loss(logits, y)`` at ``x`` and its input gradient, averaged over
+        the draws: k separate forwards (a defense may draw its randomness once per call)
+        and, when ``grad`` is read, one backward through all of them."""
+        x_var = x.detach().requires_grad_(True)
+        outs = [self.model(x_var) for _ in range(self.draws)]
+        self.forwards += self.draws
+        losses = torch.stack([loss(out, y) for out in outs])
+        total = losses.sum() / self.draws if self.draws > 1 else losses.sum()
+        with torch.no_grad():
+            wrong = torch.stack([out.argmax(dim=1) != y for out in outs])
+            fooled = wrong[0] if self.draws == 1 else 2 * wrong.sum(dim=0) > self.draws
+            logits = outs[0] if self.draws == 1 else torch.stack(outs).mean(dim=0)
+        return Step(self, x_var, total, logits.detach(), losses.detach().mean(dim=0), fooled)
+
+    @torch.no_grad()
+    def fooled(self, x: Tensor, y: Tensor) -> Tensor:
+        """Whether ``x`` is misclassified: by a majority of the draws with EOT."""
+        self.forwards += self.draws
+        wrong = sum((self.model(x).argmax(dim=1) != y).int() for _ in range(self.draws))
+        return 2 * wrong > self.draws
 
 
 @contextmanager
@@ -209,13 +260,20 @@ class Attack(ABC):
     and a sample the attack believed fooled that is not gets attacked again in the
     model's own layout (``_again``). So success always means the caller's model, as it
     is, misclassifies ``x_adv``.
+
+    ``eot`` (Expectation over Transformation) attacks a randomised model: every forward
+    becomes ``eot`` forwards, gradients and losses are averaged over them (the mean
+    logits where an attack reads logits itself, as CW and DeepFool do), and success,
+    here and in the final check, is a majority of fresh draws (``CountedModel``).
     """
 
     name: ClassVar[str]
     block_size: int | None = field(default=None, kw_only=True)
     channels_last: bool | None = field(default=None, kw_only=True)
+    eot: int = field(default=1, kw_only=True)
 
     def __post_init__(self) -> None:
+        check_number(self.name, "eot", self.eot, 1, integer=True)
         if self.block_size is not None:
             check_number(self.name, "block_size", self.block_size, 1, integer=True)
         if self.channels_last is not None and not isinstance(self.channels_last, bool):
@@ -223,8 +281,10 @@ class Attack(ABC):
                             f"default: NHWC on a CPU only), got {self.channels_last!r}")
 
     def params(self) -> dict[str, Any]:
-        """The full configuration, defaults resolved, for recording beside results."""
-        return dataclasses.asdict(self)
+        """The full configuration, defaults resolved, for recording beside results (an
+        injected callable is recorded by its qualified name)."""
+        return {f.name: describe(getattr(self, f.name)) if callable(getattr(self, f.name))
+                else getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def samples_per_block(self, x: Tensor) -> int:
         """The most samples in one block, for a batch like ``x`` on its device."""
@@ -242,7 +302,7 @@ class Attack(ABC):
         """Attack the batch ``x`` (N,...) in [0,1] with labels ``y`` (N,) on x's device."""
         y = _check_inputs(self.name, x, y)
         x = x.detach()
-        counted = CountedModel(model)
+        counted = CountedModel(model, self.eot)
         draws = self._draws(x)
         blocks = block_bounds(len(x), self.samples_per_block(x))
         with attack_mode(model):
@@ -256,10 +316,9 @@ class Attack(ABC):
             claims = [p[1] for p in parts]
             claimed = (None if any(c is None for c in claims)
                        else claims[0] if len(claims) == 1 else torch.cat(claims))
-            if relaid or claimed is None:
-                with torch.no_grad():
-                    success = torch.cat([counted(x_adv[a:b]).argmax(dim=1) != y[a:b]
-                                         for a, b in blocks])
+            if relaid or claimed is None or self.eot > 1:
+                # With EOT, fresh draws judge the result, not the ones the attack saw.
+                success = torch.cat([counted.fooled(x_adv[a:b], y[a:b]) for a, b in blocks])
                 if relaid and claimed is not None:
                     x_adv, success = self._again(counted, x, y, draws, x_adv, success,
                                                  claimed & ~success)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from aerobust.attacks.base import Attack, CountedModel, check_number
+from aerobust.attacks.losses import ce
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,6 @@ class FGSM(Attack):
         self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None
     ) -> tuple[Tensor, None]:
         # ``x`` is the caller's detached alias and is never written to: no clone needed.
-        x_var = x.detach().requires_grad_(True)
-        g = model.grad(F.cross_entropy(model(x_var), y, reduction="sum"), x_var)
+        g = model.step(x, y, ce).grad
         # ``eps * sign`` is exact in float, so the fused add equals ``x + eps * sign(g)``.
         return torch.add(x, g.sign_(), alpha=self.eps).clamp_(0.0, 1.0), None

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from aerobust.attacks.base import Attack, CountedModel, check_bool, check_number
+from aerobust.attacks.losses import LossFn, resolve
 from aerobust.errors import UserError
 
 KEEP = ("first", "last")
@@ -16,7 +16,9 @@ KEEP = ("first", "last")
 
 @dataclass(frozen=True)
 class PGD(Attack):
-    """Signed-gradient ascent on the CE loss, projected onto the eps-ball and [0,1].
+    """Signed-gradient ascent on a loss (CE by default), projected onto the eps-ball and
+    [0,1]. ``loss`` names one of ``attacks.losses.LOSSES`` (``ce``, ``dlr``, ``margin``)
+    or is any callable ``(logits, y) -> per-sample loss`` to maximise.
 
     ``keep="first"`` (default): per sample, the first iterate that fools the model is
     kept (a minimal-effort adversarial, barely over the boundary); a sample never fooled
@@ -48,9 +50,11 @@ class PGD(Attack):
     random_start: bool = True
     seed: int = 0
     keep: str = "first"
+    loss: str | LossFn = "ce"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        resolve(self.name, self.loss)
         check_number(self.name, "eps", self.eps, 0.0, 1.0)
         check_number(self.name, "steps", self.steps, 1, integer=True)
         if self.step_size is None:
@@ -116,14 +120,13 @@ class PGD(Attack):
         fooled = torch.zeros_like(y, dtype=torch.bool)
         rows = torch.arange(len(y), device=y.device)  # each active row's index in x
         first = self.keep == "first"
+        loss = resolve(self.name, self.loss)
         for step in range(self.steps + 1):
-            last = step == self.steps
-            with torch.set_grad_enabled(not last):
-                logits = model(current.requires_grad_(not last))
-            newly = logits.argmax(dim=1) != y
-            if last:
-                fooled[rows] = newly
+            if step == self.steps:
+                fooled[rows] = model.fooled(current, y)
                 break
+            out = model.step(current, y, loss)
+            newly = out.fooled
             drop = first and bool(newly.any())
             if drop:  # these rows keep this iterate
                 done = rows[newly]
@@ -132,9 +135,8 @@ class PGD(Attack):
                 if bool(newly.all()):
                     rows = rows[:0]
                     break
-            g = model.grad(F.cross_entropy(logits, y, reduction="sum"), current)
-            with torch.no_grad():  # in place: the graph that saved ``current`` is freed
-                current.add_(g.sign_(), alpha=self.step_size).clamp_(lo, hi)
+            with torch.no_grad():
+                current.add_(out.grad.sign_(), alpha=self.step_size).clamp_(lo, hi)
             if drop:  # ... and leave the batch
                 still = ~newly
                 current, y, lo, hi, rows = (current.detach()[still], y[still], lo[still],

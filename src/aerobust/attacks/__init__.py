@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from aerobust.attacks.apgd import APGD
 from aerobust.attacks.base import CPU_BLOCK_SIZE, Attack, AttackResult, attack_mode
 from aerobust.attacks.bpda import BPDA, bpda
 from aerobust.attacks.cw import CW
@@ -16,10 +17,13 @@ from aerobust.attacks.deepfool import DeepFool
 from aerobust.attacks.evaluate import Evaluation, evaluate
 from aerobust.attacks.fgsm import FGSM
 from aerobust.attacks.pgd import PGD
+from aerobust.attacks.square import Square
 from aerobust.attacks.transfer import Transfer, craft, relabelled, score, transfer
 from aerobust.errors import UserError
 
-ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, PGD, CW, DeepFool)}
+ATTACKS: dict[str, type[Attack]] = {
+    cls.name: cls for cls in (FGSM, PGD, CW, DeepFool, APGD, Square)
+}
 
 
 def get(name: str, **params: Any) -> Attack:
@@ -45,6 +49,7 @@ def get(name: str, **params: Any) -> Attack:
 
 
 __all__ = [
+    "APGD",
     "ATTACKS",
     "BPDA",
     "CPU_BLOCK_SIZE",
@@ -55,6 +60,7 @@ __all__ = [
     "AttackResult",
     "DeepFool",
     "Evaluation",
+    "Square",
     "Transfer",
     "attack_mode",
     "bpda",

@@ -86,10 +86,15 @@ class CountedModel:
         return torch.stack([self.model(x) for _ in range(self.draws)]).mean(dim=0)
 
     def grad(self, output: Tensor, inputs: Tensor, retain_graph: bool = False) -> Tensor:
-        """Gradient of a scalar ``output`` w.r.t. the input only (never the parameters)."""
+        """Gradient of a scalar ``output`` w.r.t. the input only (never the parameters);
+        zero where the model's output does not depend on the input through autograd, as
+        a defense run under ``no_grad`` makes it: gradient attacks then fail, as they
+        would, and the audit's probes say why."""
         self.backwards += 1
-        (g,) = torch.autograd.grad(output, inputs, retain_graph=retain_graph)
-        return g
+        if not output.requires_grad:  # the model cut x off its graph (no_grad, detach)
+            return torch.zeros_like(inputs)
+        (g,) = torch.autograd.grad(output, inputs, retain_graph=retain_graph, allow_unused=True)
+        return torch.zeros_like(inputs) if g is None else g
 
     def step(self, x: Tensor, y: Tensor, loss: Callable[[Tensor, Tensor], Tensor]) -> Step:
         """Per-sample ``loss(logits, y)`` at ``x`` and its input gradient, averaged over

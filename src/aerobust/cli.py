@@ -218,6 +218,94 @@ def cmd_attack(args: argparse.Namespace) -> None:
     ])
 
 
+def _load_defense(spec: str) -> Any:
+    """``FILE.py:NAME``: the module (or a callable returning one) named NAME in FILE."""
+    import importlib.util
+
+    from torch import nn
+
+    path_text, sep, name = spec.rpartition(":")
+    path = Path(path_text)
+    if not sep or not name or path.suffix != ".py" or not path.is_file():
+        raise UserError(f"--defense {spec!r}: expected FILE.py:NAME with an existing file")
+    loader = importlib.util.spec_from_file_location(f"aerobust_defense_{path.stem}", path)
+    if loader is None or loader.loader is None:
+        raise UserError(f"--defense {spec!r}: cannot load {path}")
+    module = importlib.util.module_from_spec(loader)
+    try:
+        loader.loader.exec_module(module)
+    except Exception as exc:  # the user's file: say what broke, in one line
+        raise UserError(f"--defense {spec!r}: {path} failed to import: {exc}") from None
+    obj = getattr(module, name, None)
+    if isinstance(obj, type) or (callable(obj) and not isinstance(obj, nn.Module)):
+        obj = obj()
+    if not isinstance(obj, nn.Module):
+        raise UserError(f"--defense {spec!r}: {path} has no nn.Module (or factory) named "
+                        f"{name!r}")
+    return obj
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    import torch
+
+    from aerobust import atomic
+    from aerobust.audit import audit
+    from aerobust.data import load_dataset
+    from aerobust.device import resolve_device
+    from aerobust.models import AEClassifier, load_model
+    from aerobust.report.audit import audit_blocks
+    from aerobust.report.html import render_html
+    from aerobust.report.markdown import render_markdown
+
+    if args.ae is not None and args.defense is not None:
+        raise UserError("give --ae or --defense, not both")
+    eps = args.eps / 255 if args.eps > 1 and not args.eps_float else args.eps
+    if not 0 <= eps <= 1:
+        raise UserError(f"--eps {args.eps} must be in [0, 1] (or 0-255 pixel units)")
+    device = resolve_device(args.device)
+    dataset = load_dataset(args.dataset, args.data_dir)
+    clf_path = _checkpoint_path(args.classifier)
+    _check_fits(clf_path, dataset)
+    model = load_model(clf_path, kind="classifier", device=device)
+    front = None
+    if args.ae is not None:
+        ae_path = _checkpoint_path(args.ae)
+        _check_fits(ae_path, dataset)
+        front = load_model(ae_path, kind="autoencoder", device=device)
+    elif args.defense is not None:
+        front = _load_defense(args.defense).to(device)
+    n = len(dataset.x_test) if args.n is None else args.n
+    if n < 1:
+        raise UserError(f"--n must be at least 1, got {n}")
+    x, y = dataset.x_test[:n], dataset.y_test[:n]
+    if front is not None:
+        with torch.no_grad():
+            out = front(x[:2].to(device))
+        if not isinstance(out, torch.Tensor) or out.shape != x[:2].shape:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise UserError(f"the defense must keep the input's shape {tuple(x.shape[1:])} "
+                            f"in front of the classifier, got {shape}")
+        model = AEClassifier(front, model)
+    result = audit(model, x, y, eps, budget=args.budget, seed=args.seed,
+                   batch_size=args.batch_size, progress=not args.quiet)
+    row = {"dataset": dataset.name, "data_checksum": dataset.checksum,
+           "classifier": str(args.classifier), "ae": None if args.ae is None else str(args.ae),
+           "defense": args.defense, **result.to_dict()}
+    if args.out is not None:
+        blocks = audit_blocks(row, f"Audit of {args.defense or args.ae or 'C'} on "
+                                   f"{dataset.name}")
+        atomic.write_json(args.out / "audit.json", row)
+        atomic.write_text(args.out / "audit.md", render_markdown(blocks))
+        atomic.write_text(args.out / "audit.html", render_html(blocks))
+    _emit(args, row, [
+        f"verdict: {result.verdict}",
+        f"robust accuracy: {result.robust_accuracy:.4f} audited, "
+        f"{result.baseline_robust_accuracy:.4f} under PGD on CE (clean "
+        f"{result.clean_accuracy:.4f}, {n} points, eps {eps:.4g})",
+        *(f"- {r}" for r in result.reasons),
+        *([f"wrote {args.out}/audit.json, audit.md, audit.html"] if args.out else [])])
+
+
 def _numbers(flag: str, text: str | None) -> tuple[float, ...] | None:
     try:
         return None if text is None else tuple(float(e) for e in text.split(","))
@@ -425,6 +513,24 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--batch-size", type=int, default=256)
     _common(att)
     att.set_defaults(func=cmd_attack)
+
+    aud = sub.add_parser("audit", help="is C (with --ae or --defense in front) robust, or does "
+                                       "it only mask gradients? probes, attack ladder, verdict")
+    aud.add_argument("--classifier", type=Path, required=True, help="checkpoint or run folder")
+    aud.add_argument("--ae", type=Path, default=None, help="autoencoder checkpoint or run folder")
+    aud.add_argument("--defense", default=None, metavar="FILE.py:NAME",
+                     help="your preprocessing: an nn.Module (or a factory) in a Python file")
+    aud.add_argument("--eps", type=float, required=True,
+                     help="Linf radius: in [0,1], or 0-255 pixel units when above 1")
+    aud.add_argument("--eps-float", action="store_true", help="read --eps in [0,1] units")
+    aud.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
+    aud.add_argument("--budget", default="standard", choices=("quick", "standard", "thorough"))
+    aud.add_argument("--seed", type=int, default=0)
+    aud.add_argument("--batch-size", type=int, default=256)
+    aud.add_argument("--out", type=Path, default=None,
+                     help="write audit.json, audit.md and audit.html here")
+    _common(aud)
+    aud.set_defaults(func=cmd_audit)
 
     exp = sub.add_parser("experiment", help="run one of the paper's tables or figures")
     exp.add_argument("name", choices=tuple(EXPERIMENT_NAMES))

@@ -1,0 +1,167 @@
+"""The attack ladder: budgets, the rungs an audit climbs, and how one rung is run.
+
+Cheapest first, each rung attacks only the points every earlier rung left robust (as
+AutoAttack cascades), so a model that breaks early costs little; the adaptive rungs
+(transfer from the classifier alone, BPDA through flagged stages, EOT on a random
+model) are added only where the probes say they apply.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from aerobust.attacks import APGD, PGD, Attack, Square
+from aerobust.attacks.base import attack_mode
+from aerobust.audit.stages import Stages
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Steps, restarts and queries of every rung. ``standard`` runs what AutoAttack's
+    standard version runs but FAB-T (APGD-CE and APGD-T at 100 steps, 9 target classes,
+    Square with 5,000 queries) plus PGD-40, APGD-DLR, the adaptive rungs and a check
+    with twice the steps."""
+
+    name: str
+    baseline_steps: int  # PGD on CE, the paper's attack
+    apgd_steps: int
+    restarts: int
+    targets: int  # APGD-T target classes
+    queries: int  # Square
+    eot: int  # draws per forward on a random model
+    more_restarts: int  # the convergence check: APGD-DLR, twice the steps
+    curve_steps: int  # APGD-CE and APGD-DLR per point of the eps curve
+    curve_n: int  # points of the eps curve (the first ones)
+    probe_n: int  # points the probes look at
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+BUDGETS = {
+    "quick": Budget("quick", baseline_steps=40, apgd_steps=50, restarts=1, targets=3,
+                    queries=500, eot=8, more_restarts=1, curve_steps=20, curve_n=100,
+                    probe_n=32),
+    "standard": Budget("standard", baseline_steps=40, apgd_steps=100, restarts=1, targets=9,
+                       queries=5000, eot=20, more_restarts=2, curve_steps=25, curve_n=200,
+                       probe_n=64),
+    "thorough": Budget("thorough", baseline_steps=40, apgd_steps=200, restarts=5, targets=9,
+                       queries=10000, eot=40, more_restarts=5, curve_steps=50, curve_n=500,
+                       probe_n=128),
+}
+
+# What a rung's breaks say about the model: used by the sanity checks.
+KINDS = ("baseline", "white-box", "black-box", "transfer", "check")
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One attack of the ladder: run ``attack`` on ``model`` (the audited model, or a
+    variant of it: BPDA stages, the classifier alone for transfer) and judge every
+    adversarial on the audited model itself."""
+
+    name: str
+    kind: str
+    attack: Attack
+    model: nn.Module
+    description: str
+
+
+def build_rungs(model: nn.Module, stages: Stages, eps: float, budget: Budget, seed: int,
+                flagged: list[str], random: bool) -> list[Rung]:
+    """The rungs for this model, in the order they run (baseline first)."""
+    b = budget
+    eot = b.eot if random else 1
+    rungs = [Rung("pgd-ce", "baseline", PGD(eps=eps, steps=b.baseline_steps, seed=seed), model,
+                  f"PGD-{b.baseline_steps} on cross-entropy, the paper's attack"),
+             Rung("apgd-ce", "white-box", APGD(eps=eps, steps=b.apgd_steps, restarts=b.restarts,
+                                                seed=seed), model,
+                  f"APGD-CE, {b.apgd_steps} steps x {b.restarts} restart(s)"),
+             Rung("apgd-dlr", "white-box", APGD(eps=eps, steps=b.apgd_steps, loss="dlr",
+                                                 restarts=b.restarts, seed=seed), model,
+                  "APGD on the DLR loss (invariant to scaling the logits)")]
+    if stages.front:
+        rungs.append(Rung(
+            "transfer", "transfer",
+            PGD(eps=eps, steps=b.apgd_steps, keep="last", seed=seed), stages.classifier,
+            f"PGD-{b.apgd_steps} (final iterate) on the classifier with "
+            f"{', '.join(stages.names)} removed, scored on the whole model"))
+    if flagged:
+        bpda_model = stages.with_bpda(flagged)
+        for loss in ("ce", "dlr"):
+            rungs.append(Rung(
+                f"bpda-apgd-{loss}", "white-box",
+                APGD(eps=eps, steps=b.apgd_steps, loss=loss, restarts=b.restarts, seed=seed,
+                     eot=eot), bpda_model,
+                f"APGD-{loss.upper()} with an identity backward pass (BPDA) through "
+                f"{', '.join(flagged)}" + (f", EOT over {eot} draws" if random else "")))
+    if random:
+        for loss in ("ce", "dlr"):
+            rungs.append(Rung(
+                f"eot-apgd-{loss}", "white-box",
+                APGD(eps=eps, steps=b.apgd_steps, loss=loss, restarts=b.restarts, seed=seed,
+                     eot=eot), model,
+                f"APGD-{loss.upper()} with gradients averaged over {eot} draws (EOT)"))
+    strongest = stages.with_bpda(flagged) if flagged else model
+    rungs += [
+        Rung("apgd-t", "white-box",
+             APGD(eps=eps, steps=b.apgd_steps, loss="dlr", targeted=True,
+                  n_target_classes=b.targets, restarts=b.restarts, seed=seed, eot=eot),
+             strongest, f"APGD-T (targeted DLR) over the top {b.targets} other classes"
+             + (" through BPDA" if flagged else "") + (" with EOT" if random else "")),
+        # One draw per query even on a random model (EOT would multiply the budget):
+        # the random search is noisier, and the judge still counts a majority of draws.
+        Rung("square", "black-box", Square(eps=eps, queries=b.queries, seed=seed), model,
+             f"Square, {b.queries} queries (score-based, no gradients)"),
+        Rung("apgd-dlr-more", "check",
+             APGD(eps=eps, steps=2 * b.apgd_steps, loss="dlr", restarts=b.more_restarts,
+                  seed=seed + 1, eot=eot), strongest,
+             f"APGD-DLR with twice the steps ({2 * b.apgd_steps}) and {b.more_restarts} "
+             "restart(s) from other random starts: does more effort still lower it?"),
+    ]
+    return rungs
+
+
+def curve_attacks(eps: float, budget: Budget, seed: int, eot: int, classes: int
+                  ) -> list[Attack]:
+    """The cheap cascade behind the robust-accuracy-vs-eps curve."""
+    return [APGD(eps=eps, steps=budget.curve_steps, loss=loss, seed=seed, eot=eot)
+            for loss in ("ce", "dlr")[: 1 + (classes >= 3)]]
+
+
+Judge = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+def run_attack(attack: Attack, model: nn.Module, x: Tensor, y: Tensor, judge: Judge,
+               batch_size: int, device: torch.device, desc: str, progress: bool
+               ) -> tuple[Tensor, Tensor, Tensor, int, int, float]:
+    """``attack`` on ``model`` over ``(x, y)`` in batches; every adversarial judged by
+    ``judge`` (the audited model). Returns fooled, margin and Linf size per point (on
+    the CPU), the attack's passes and its seconds."""
+    fooled, margins, linf = [], [], []
+    forwards = backwards = 0
+    start = time.perf_counter()
+    with attack_mode(model), tqdm(total=len(x), desc=desc, unit="pt", leave=False,
+                                  disable=not progress, dynamic_ncols=True) as bar:
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+            result = attack(model, xb, yb)
+            forwards += result.forwards
+            backwards += result.backwards
+            hit, gap = judge(result.x_adv, yb)
+            fooled.append(hit.cpu())
+            margins.append(gap.cpu())
+            linf.append(result.linf.cpu())
+            bar.update(len(xb))
+    seconds = time.perf_counter() - start
+    if not fooled:
+        empty = torch.zeros(0)
+        return empty.bool(), empty, empty, 0, 0, seconds
+    return torch.cat(fooled), torch.cat(margins), torch.cat(linf), forwards, backwards, seconds

@@ -1,0 +1,61 @@
+"""The audit's contract: validation, the ledger, statistics and JSON output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from aerobust.audit import audit
+from aerobust.audit.stats import mcnemar, proportion_interval, smallest_significant_count
+from aerobust.errors import UserError
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(20, 1, 4, 4, generator=g), torch.randint(0, 3, (20,), generator=g)
+
+
+@pytest.mark.parametrize(("eps", "message"), [(1.5, "eps must be in"), (-0.1, "eps must be"),
+                                              (8, "8/255")])
+def test_eps_out_of_range(eps: float, message: str) -> None:
+    x, y = _data()
+    with pytest.raises(UserError, match=message):
+        audit(_model(), x, y, eps)
+
+
+def test_wrong_output_shape_and_budget() -> None:
+    x, y = _data()
+    with pytest.raises(UserError, match="logits of shape"):
+        audit(nn.Identity(), x, y, 0.1)
+    with pytest.raises(UserError, match="budget must be"):
+        audit(_model(), x, y, 0.1, budget="huge")
+
+
+def test_ledger_and_json(one_thread: None) -> None:
+    x, y = _data()
+    result = audit(_model(), x, y, 0.1, budget="quick")
+    assert result.verdict == "inconclusive"  # 20 points cannot show a 5-point gap
+    row = json.loads(json.dumps(result.to_dict()))
+    assert len(row["ledger"]) == 20
+    robust = sum(p["clean_correct"] and p["broken_by"] is None for p in row["ledger"])
+    assert result.robust_accuracy == pytest.approx(robust / 20)
+    lo, hi = result.robust_interval
+    assert lo <= result.robust_accuracy <= hi
+    for point in row["ledger"]:
+        if point["broken_by"] is not None:
+            assert point["margin"] >= 0 and point["linf"] <= 0.1 + 1e-6
+
+
+def test_statistics() -> None:
+    assert smallest_significant_count() == 6  # 2 * 0.5**6 < 0.05 <= 2 * 0.5**5
+    assert mcnemar(0, 0) == 1.0 and mcnemar(6, 0) < 0.05 <= mcnemar(5, 0)
+    lo, hi = proportion_interval(50, 100)
+    assert lo < 0.5 < hi and hi - lo == pytest.approx(0.2, abs=0.01)

@@ -1,0 +1,68 @@
+"""``aerobust audit``: a user's defense file, the outputs, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aerobust.cli import main
+from tests.test_cli import _npz, _run
+
+DEFENSE = '''
+import torch
+from torch import nn
+
+class Round(nn.Module):
+    def forward(self, x):
+        return torch.round(x * 7) / 7
+
+class Shrink(nn.Module):
+    def forward(self, x):
+        return x[..., ::2, ::2]
+'''
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, Path]:
+    tmp = tmp_path_factory.mktemp("cli-audit")
+    data = f"npz:{_npz(tmp / 'd.npz')}"
+    assert main(["train", "classifier", "--dataset", data, "--epochs", "3", "--batch-size",
+                 "16", "--store", str(tmp / "store"), "--quiet", "--json"]) == 0
+    run = next((tmp / "store").iterdir())
+    (tmp / "defense.py").write_text(DEFENSE)
+    return data, str(run), tmp
+
+
+def test_audit_of_a_user_defense_writes_its_pages(trained, capsys) -> None:
+    data, run, tmp = trained
+    code, out, _ = _run(capsys, "audit", "--classifier", run, "--dataset", data,
+                        "--defense", f"{tmp / 'defense.py'}:Round", "--eps", "0.2",
+                        "--budget", "quick", "--out", str(tmp / "out"), "--quiet", "--json")
+    assert code == 0
+    row = json.loads(out)
+    assert row["verdict"] in ("masking", "no-masking-detected", "inconclusive")
+    assert row["robust_accuracy"] <= row["baseline_robust_accuracy"]
+    assert any(p["name"] == "gradient" and p["fired"] for p in row["probes"])
+    assert len(row["ledger"]) == row["n"]
+    saved = json.loads((tmp / "out" / "audit.json").read_text())
+    assert saved["verdict"] == row["verdict"]
+    assert "Attack ladder" in (tmp / "out" / "audit.md").read_text()
+    assert (tmp / "out" / "audit.html").read_text().startswith("<!DOCTYPE html>")
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--eps", "300"], "must be in"),
+    (["--eps", "0.1", "--defense", "{tmp}/defense.py:Missing"], "no nn.Module"),
+    (["--eps", "0.1", "--defense", "{tmp}/nothere.py:Round"], "existing file"),
+    (["--eps", "0.1", "--defense", "{tmp}/defense.py:Shrink"], "keep the input's shape"),
+    (["--eps", "0.1", "--budget", "huge"], "invalid choice"),
+])
+def test_user_errors_exit_2(trained, capsys, extra: list[str], message: str) -> None:
+    data, run, tmp = trained
+    argv = ["audit", "--classifier", run, "--dataset", data, "--quiet",
+            *(a.replace("{tmp}", str(tmp)) for a in extra)]
+    code, _, err = _run(capsys, *argv)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1

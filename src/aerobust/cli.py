@@ -254,6 +254,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
     from aerobust.device import resolve_device
     from aerobust.models import AEClassifier, load_model
     from aerobust.report.audit import audit_blocks
+    from aerobust.report.blocks import Figure
     from aerobust.report.html import render_html
     from aerobust.report.markdown import render_markdown
 
@@ -295,6 +296,8 @@ def cmd_audit(args: argparse.Namespace) -> None:
         blocks = audit_blocks(row, f"Audit of {args.defense or args.ae or 'C'} on "
                                    f"{dataset.name}")
         atomic.write_json(args.out / "audit.json", row)
+        for fig in (b for b in blocks if isinstance(b, Figure)):
+            atomic.write_bytes(args.out / fig.path, fig.png)
         atomic.write_text(args.out / "audit.md", render_markdown(blocks))
         atomic.write_text(args.out / "audit.html", render_html(blocks))
     _emit(args, row, [

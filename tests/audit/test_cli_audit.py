@@ -49,6 +49,7 @@ def test_audit_of_a_user_defense_writes_its_pages(trained, capsys) -> None:
     saved = json.loads((tmp / "out" / "audit.json").read_text())
     assert saved["verdict"] == row["verdict"]
     assert "Attack ladder" in (tmp / "out" / "audit.md").read_text()
+    assert (tmp / "out" / "report_files" / "audit.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp / "out" / "audit.html").read_text().startswith("<!DOCTYPE html>")
 
 

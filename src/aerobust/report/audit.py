@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aerobust.report.blocks import Block, Heading, Paragraph, Table
+from aerobust.report.blocks import Block, Figure, Heading, Paragraph, Table
+from aerobust.report.figures import audit_png
 
 
 def _pct(x: float | None) -> str:
@@ -30,6 +31,10 @@ def audit_blocks(audit: dict[str, Any], title: str = "Audit") -> list[Block]:
                   + (f"; closed mostly by `{audit['closed_by']}`." if audit["closed_by"]
                      else ".")),
         *[Paragraph(f"- {reason}") for reason in audit["reasons"] + audit["notes"]],
+        Figure("audit", audit_png(audit), "robust accuracy per rung and against eps",
+               "Left: robust accuracy after each rung (orange: the rung broke points; the "
+               "baseline bar is PGD on CE alone). Right: the eps curve of the cheap "
+               "gradient cascade, and the audited value at the audit's eps."),
         Heading(2, "Attack ladder"),
         Table(["rung", "kind", "points attacked", "broken", "robust after (%)", "seconds",
                "what"],

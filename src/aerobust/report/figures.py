@@ -152,3 +152,38 @@ def examples_png(ex: dict[str, np.ndarray]) -> bytes:
     fig.suptitle(f"{ex['attack']}; perturbations: grey = 0, black / white = "
                  f"-/+{scale * 255:.0f}/255", fontsize=11)
     return _png(fig)
+
+
+def audit_png(audit: dict) -> bytes:
+    """An audit in two panels: robust accuracy after each rung of the ladder (bars, the
+    baseline first), and robust accuracy against eps (the eps curve, with the audited
+    value at the audit's eps)."""
+    fig = Figure(figsize=(11, 4))
+    ladder, curve = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    rungs = audit["rungs"]
+    names = [r["name"] for r in rungs]
+    values = [100 * (r["alone_robust_accuracy"] if r["kind"] == "baseline"
+                     else r["robust_accuracy"]) for r in rungs]
+    colours = [BLUE if r["kind"] == "baseline" else ORANGE if r["broken"] else "#b0b7bf"
+               for r in rungs]
+    bars = ladder.bar(range(len(rungs)), values, color=colours)
+    ladder.bar_label(bars, labels=[f"{v:.1f}" for v in values], fontsize=8)
+    ladder.set_xticks(range(len(rungs)), names, rotation=35, ha="right", fontsize=8)
+    ladder.set_ylabel("robust accuracy (%)")
+    ladder.set_ylim(0, 105)
+    ladder.set_title(f"after each rung (baseline: alone); verdict {audit['verdict']}",
+                     fontsize=10)
+    ladder.grid(axis="y", alpha=0.3)
+    if audit["curve"]:
+        eps = [c["eps"] for c in audit["curve"]]
+        curve.plot(eps, [100 * c["robust_accuracy"] for c in audit["curve"]], marker="o",
+                   color=BLUE, label="APGD-CE, APGD-DLR")
+        curve.plot([audit["eps"]], [100 * audit["robust_accuracy"]], marker="*",
+                   markersize=12, linestyle="none", color=ORANGE, label="audited (ladder)")
+        curve.set_xlabel("epsilon ([0,1] pixel units)")
+        curve.set_ylim(-3, 103)
+        curve.grid(alpha=0.3)
+        curve.legend(loc="upper right", fontsize=8)
+        curve.set_title("robust accuracy against eps", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from aerobust.attacks.base import Attack, CountedModel, batch_view, check_bool, check_number
 from aerobust.attacks.losses import TARGETED, LossFn, resolve
+from aerobust.attacks.pgd import uniform_starts
 from aerobust.errors import UserError
 
 
@@ -102,9 +103,7 @@ class APGD(Attack):
         seeded CPU generator for the whole batch (as PGD's)."""
         if not self.random_start or self.eps == 0:
             return None
-        generator = torch.Generator().manual_seed(self.seed)
-        return torch.stack([torch.rand(x.shape, generator=generator, dtype=x.dtype)
-                            for _ in range(self.restarts)], dim=1)
+        return uniform_starts(x, self.seed, self.restarts)
 
     def _attack(
         self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None

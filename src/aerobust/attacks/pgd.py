@@ -14,6 +14,15 @@ from aerobust.errors import UserError
 KEEP = ("first", "last")
 
 
+def uniform_starts(x: Tensor, seed: int, restarts: int) -> Tensor:
+    """Uniform [0,1) noise for every sample and restart, ``(N, restarts, ...)``: restart
+    r's noise for the whole batch comes from a CPU generator seeded with ``seed`` in
+    turn, so a sample's start depends on neither its block nor the device."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.rand(x.shape, generator=generator, dtype=x.dtype)
+                        for _ in range(restarts)], dim=1)
+
+
 @dataclass(frozen=True)
 class PGD(Attack):
     """Signed-gradient ascent on a loss (CE by default), projected onto the eps-ball and
@@ -74,9 +83,7 @@ class PGD(Attack):
         sample gets the same start whatever block (or device) it is attacked on."""
         if not self.random_start or self.eps == 0:
             return None
-        generator = torch.Generator().manual_seed(self.seed)
-        return torch.stack([torch.rand(x.shape, generator=generator, dtype=x.dtype)
-                            for _ in range(self.restarts)], dim=1)
+        return uniform_starts(x, self.seed, self.restarts)
 
     def _attack(
         self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None

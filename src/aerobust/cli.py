@@ -260,9 +260,10 @@ def cmd_audit(args: argparse.Namespace) -> None:
 
     if args.ae is not None and args.defense is not None:
         raise UserError("give --ae or --defense, not both")
-    eps = args.eps / 255 if args.eps > 1 and not args.eps_float else args.eps
+    eps = args.eps
     if not 0 <= eps <= 1:
-        raise UserError(f"--eps {args.eps} must be in [0, 1] (or 0-255 pixel units)")
+        hint = f" (did you mean {eps:g}/255 = {eps / 255:.4g}?)" if 1 < eps <= 255 else ""
+        raise UserError(f"--eps {eps:g} must be in [0, 1] pixel units{hint}")
     device = resolve_device(args.device)
     dataset = load_dataset(args.dataset, args.data_dir)
     clf_path = _checkpoint_path(args.classifier)
@@ -524,8 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--defense", default=None, metavar="FILE.py:NAME",
                      help="your preprocessing: an nn.Module (or a factory) in a Python file")
     aud.add_argument("--eps", type=float, required=True,
-                     help="Linf radius: in [0,1], or 0-255 pixel units when above 1")
-    aud.add_argument("--eps-float", action="store_true", help="read --eps in [0,1] units")
+                     help="Linf radius in [0,1] pixel units (0.3 = 76.5/255)")
     aud.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
     aud.add_argument("--budget", default="standard", choices=("quick", "standard", "thorough"))
     aud.add_argument("--seed", type=int, default=0)

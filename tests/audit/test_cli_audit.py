@@ -54,7 +54,8 @@ def test_audit_of_a_user_defense_writes_its_pages(trained, capsys) -> None:
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--eps", "300"], "must be in"),
+    (["--eps", "300"], "must be in [0, 1]"),
+    (["--eps", "8"], "8/255"),
     (["--eps", "0.1", "--defense", "{tmp}/defense.py:Missing"], "no nn.Module"),
     (["--eps", "0.1", "--defense", "{tmp}/nothere.py:Round"], "existing file"),
     (["--eps", "0.1", "--defense", "{tmp}/defense.py:Shrink"], "keep the input's shape"),

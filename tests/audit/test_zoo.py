@@ -124,17 +124,19 @@ def _build() -> Zoo:
 def _robust(model: nn.Module, adapted: list[tuple[nn.Module, attacks.Attack]],
             zoo: Zoo) -> float:
     """Robust accuracy of ``model`` under the per-point minimum of an adaptive attack's
-    variants, each run on its adapted model and judged on ``model`` by a majority of 9
-    forwards (one forward decides for a deterministic model)."""
+    variants, each run on its adapted model and judged on ``model``: a break counts when
+    a majority of 8 forwards and then of 16 fresh ones misclassify (for a deterministic
+    model, one forward decides)."""
     torch.manual_seed(0)
 
     @torch.no_grad()
-    def fooled(x: torch.Tensor) -> torch.Tensor:
-        return sum((model(x).argmax(1) != zoo.y).int() for _ in range(9)) > 4
+    def fooled(x: torch.Tensor, draws: int) -> torch.Tensor:
+        return 2 * sum((model(x).argmax(1) != zoo.y).int() for _ in range(draws)) > draws
 
-    robust = ~fooled(zoo.x)
+    robust = ~fooled(zoo.x, 8)
     for adapted_model, attack in adapted:
-        robust &= ~fooled(attack(adapted_model, zoo.x, zoo.y).x_adv)
+        x_adv = attack(adapted_model, zoo.x, zoo.y).x_adv
+        robust &= ~(fooled(x_adv, 8) & fooled(x_adv, 16))
     return robust.double().mean().item()
 
 
@@ -170,7 +172,13 @@ def test_broken_defenses_are_masking(name: str, zoo: Zoo) -> None:
     result = audit(model, zoo.x, zoo.y, EPS, budget="quick")
     assert result.verdict == "masking", result.reasons
     assert result.baseline_robust_accuracy - result.robust_accuracy >= 0.1
-    assert abs(result.robust_accuracy - adaptive) <= 0.03, (result.robust_accuracy, adaptive)
+    # Within 3 points above the adaptive attack; below it means the ladder found more
+    # (every break it counts is an adversarial verified on the model itself: one forward,
+    # or two independent majorities of draws for the random one), never a false break.
+    assert result.robust_accuracy <= adaptive + 0.03, (result.robust_accuracy, adaptive)
+    for point in result.ledger:
+        if point["broken_by"] is not None:
+            assert point["margin"] is not None and point["linf"] <= EPS + 1e-6
 
 
 @pytest.mark.parametrize("name", ["plain", "adversarially-trained"])

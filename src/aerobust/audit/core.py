@@ -167,8 +167,11 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         # DLR needs 3 classes, its targeted form 4: fewer, and those rungs cannot run
         rungs = [r for r in rungs if classes >= 3 + bool(getattr(r.attack, "targeted", False))
                  or getattr(r.attack, "loss", "ce") != "dlr"]
-        ledger, rung_rows, baseline_robust = _climb(rungs, x, y, correct, judge, batch_size,
-                                                    device, progress)
+        # A random model gets a second, independent vote on every claimed break: the
+        # per-point minimum over many noisy majorities would otherwise count lucky draws.
+        confirm = _judge(model, 2 * draws) if random else None
+        ledger, rung_rows, baseline_robust = _climb(rungs, x, y, correct, judge, confirm,
+                                                    batch_size, device, progress)
         curve = _curve(model, x[: plan.curve_n], y[: plan.curve_n], eps, plan, seed, draws,
                        classes, judge, batch_size, device, progress)
     n = len(x)
@@ -196,7 +199,7 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
 
 
 def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
-           batch_size: int, device: torch.device, progress: bool
+           confirm: Any, batch_size: int, device: torch.device, progress: bool
            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Tensor]:
     """Run the rungs in order, each on the points still robust (the baseline on every
     clean-correct point, so the paired comparison is on the same points)."""
@@ -212,9 +215,13 @@ def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
         for rung in rungs:
             todo = (correct if rung.kind == "baseline" else robust).nonzero().squeeze(1)
             bar.set_postfix_str(rung.name)
-            hit, gaps, sizes, fw, bw, secs = run_attack(
+            hit, gaps, sizes, adv, fw, bw, secs = run_attack(
                 rung.attack, rung.model, x[todo], y[todo], judge, batch_size, device,
                 rung.name, progress)
+            if confirm is not None and bool(hit.any()):
+                claimed = hit.nonzero().squeeze(1)
+                hit[claimed] = confirm(adv[claimed].to(device),
+                                       y[todo][claimed].to(device))[0].cpu()
             newly = hit & robust[todo]
             for i in todo[newly].tolist():
                 broken_by[i] = rung.name

@@ -141,11 +141,11 @@ Judge = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 def run_attack(attack: Attack, model: nn.Module, x: Tensor, y: Tensor, judge: Judge,
                batch_size: int, device: torch.device, desc: str, progress: bool
-               ) -> tuple[Tensor, Tensor, Tensor, int, int, float]:
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor, int, int, float]:
     """``attack`` on ``model`` over ``(x, y)`` in batches; every adversarial judged by
-    ``judge`` (the audited model). Returns fooled, margin and Linf size per point (on
-    the CPU), the attack's passes and its seconds."""
-    fooled, margins, linf = [], [], []
+    ``judge`` (the audited model). Returns fooled, margin and Linf size per point and
+    the adversarials (on the CPU), the attack's passes and its seconds."""
+    fooled, margins, linf, advs = [], [], [], []
     forwards = backwards = 0
     start = time.perf_counter()
     with attack_mode(model), tqdm(total=len(x), desc=desc, unit="pt", leave=False,
@@ -159,9 +159,11 @@ def run_attack(attack: Attack, model: nn.Module, x: Tensor, y: Tensor, judge: Ju
             fooled.append(hit.cpu())
             margins.append(gap.cpu())
             linf.append(result.linf.cpu())
+            advs.append(result.x_adv.cpu())
             bar.update(len(xb))
     seconds = time.perf_counter() - start
     if not fooled:
         empty = torch.zeros(0)
-        return empty.bool(), empty, empty, 0, 0, seconds
-    return torch.cat(fooled), torch.cat(margins), torch.cat(linf), forwards, backwards, seconds
+        return empty.bool(), empty, empty, x[:0], 0, 0, seconds
+    return (torch.cat(fooled), torch.cat(margins), torch.cat(linf), torch.cat(advs), forwards,
+            backwards, seconds)

@@ -51,6 +51,7 @@ from aerobust.attacks.base import Attack, block_bounds, channels_last_convs
 from aerobust.data import Dataset, load_dataset
 from aerobust.errors import UserError
 from aerobust.models import AEClassifier
+from aerobust.provenance import library_versions
 from aerobust.training import RunStore, default_spec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -586,9 +587,8 @@ def machine_info(threads: int, malloc: dict[str, int] | None) -> dict[str, Any]:
         pass
     return {
         "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": threads, "malloc": malloc,
-        "torch": str(torch.__version__), "torchattacks": torchattacks.__version__,
-        "python": platform.python_version(), "platform": platform.platform(),
-        "load_average_at_start": list(os.getloadavg()),
+        **library_versions(), "torchattacks": torchattacks.__version__,
+        "platform": platform.platform(), "load_average_at_start": list(os.getloadavg()),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

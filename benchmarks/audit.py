@@ -30,11 +30,8 @@ dependency: ``pip install --no-deps torchattacks`` (exit 2 with that hint withou
 from __future__ import annotations
 
 import argparse
-import copy
-import datetime
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -44,6 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+# the sibling benchmark (this folder is on sys.path when a script here runs)
+from attacks import frozen_copy, machine_info
 from torch import Tensor, nn
 
 from aerobust import atomic
@@ -52,7 +52,6 @@ from aerobust.attacks import PGD, evaluate
 from aerobust.data import Dataset, load_dataset
 from aerobust.errors import DataError, UserError
 from aerobust.models import AEClassifier
-from aerobust.provenance import library_versions
 from aerobust.training import RunStore, adversarial_settings, default_spec
 
 HERE = Path(__file__).resolve().parent
@@ -121,16 +120,6 @@ def load_models(dataset: Dataset, store: Path, wanted: tuple[str, ...],
         adv_run = train("lenet5", adversarial=adversarial_settings(dataset))
         out["advC"] = (adv_run.load("cpu").eval(), str(adv_run.path))
     return {name: out[name] for name in wanted}
-
-
-def frozen_copy(model: nn.Module) -> nn.Module:
-    """An independent eval-mode copy with frozen parameters, for torchattacks (its
-    ``Attack`` sets and restores modes itself; frozen parameters spare its backward
-    passes the parameter gradients, its fastest set-up)."""
-    twin = copy.deepcopy(model).eval()
-    for param in twin.parameters():
-        param.requires_grad_(False)
-    return twin
 
 
 def clean_correct(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
@@ -452,25 +441,6 @@ def _malloc_text(malloc: dict[str, int] | None) -> str:
     return (f"`retain_freed_memory()` for all three (glibc mmap threshold "
             f"{malloc['mmap_threshold'] // 2**20} MiB, trim threshold "
             f"{malloc['trim_threshold'] // 2**20} MiB, as the `aerobust` command sets)")
-
-
-def machine_info(threads: int, malloc: dict[str, int] | None) -> dict[str, Any]:
-    import torchattacks
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": threads, "malloc": malloc,
-        **library_versions(), "torchattacks": torchattacks.__version__,
-        "platform": platform.platform(), "load_average_at_start": list(os.getloadavg()),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 # --------------------------------------------------------------------------- main

@@ -57,9 +57,6 @@ BUDGETS = {
                        probe_n=128),
 }
 
-# What a rung's breaks say about the model: used by the sanity checks.
-KINDS = ("baseline", "white-box", "black-box", "transfer", "check")
-
 
 @dataclass(frozen=True)
 class Rung:
@@ -68,7 +65,7 @@ class Rung:
     adversarial on the audited model itself."""
 
     name: str
-    kind: str
+    kind: str  # baseline, white-box, black-box, transfer or check: read by the sanity checks
     attack: Attack
     model: nn.Module
     description: str

@@ -59,3 +59,43 @@ def test_statistics() -> None:
     assert mcnemar(0, 0) == 1.0 and mcnemar(6, 0) < 0.05 <= mcnemar(5, 0)
     lo, hi = proportion_interval(50, 100)
     assert lo < 0.5 < hi and hi - lo == pytest.approx(0.2, abs=0.01)
+
+
+class _NoGrad(nn.Module):
+    """The model with its graph cut: gradient attacks see zeros, Square does not."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.net(x)
+
+
+def test_screened_rungs_run_on_a_sample_and_escalate_on_a_break(one_thread: None) -> None:
+    # A linear model (APGD finds its exact worst case, so Square can break nothing
+    # after it) with about half the points within reach of eps 0.05.
+    x = torch.rand(300, 1, 4, 4, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    with torch.no_grad():
+        net[1].weight.zero_()
+        net[1].weight[1].fill_(0.3)
+        net[1].bias.copy_(torch.tensor([2.0, -0.7, -5.0]))
+        y = net(x).argmax(dim=1)
+    screen = 50  # the quick budget's sample
+
+    plain = audit(net, x, y, 0.05, budget="quick")
+    square = next(r for r in plain.rungs if r["name"] == "square")
+    assert square["screened"] == {"sample": screen, "broken": 0, "escalated": False}
+    assert square["attacked"] == screen and square["broken"] == 0
+
+    # The same model with its graph cut: gradient rungs see zeros, Square does not.
+    cut = audit(_NoGrad(net), x, y, 0.05, budget="quick")
+    at = next(i for i, r in enumerate(cut.rungs) if r["name"] == "square")
+    square = cut.rungs[at]
+    assert square["screened"]["escalated"] and square["screened"]["broken"] > 0
+    robust_before = len(x) - sum(r["broken"] for r in cut.rungs[:at])
+    assert square["attacked"] == robust_before > screen
+    assert square["broken"] == sum(p["broken_by"] == "square" for p in cut.ledger) > \
+        square["screened"]["broken"]

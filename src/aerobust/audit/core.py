@@ -171,7 +171,8 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         # per-point minimum over many noisy majorities would otherwise count lucky draws.
         confirm = _judge(model, 2 * draws) if random else None
         ledger, rung_rows, baseline_robust = _climb(rungs, x, y, correct, judge, confirm,
-                                                    batch_size, device, progress)
+                                                    batch_size, device, progress,
+                                                    plan.screen, seed)
         curve = _curve(model, x[: plan.curve_n], y[: plan.curve_n], eps, plan, seed, draws,
                        classes, judge, batch_size, device, progress)
     n = len(x)
@@ -199,10 +200,13 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
 
 
 def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
-           confirm: Any, batch_size: int, device: torch.device, progress: bool
+           confirm: Any, batch_size: int, device: torch.device, progress: bool,
+           screen: int | None, seed: int
            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Tensor]:
     """Run the rungs in order, each on the points still robust (the baseline on every
-    clean-correct point, so the paired comparison is on the same points)."""
+    clean-correct point, so the paired comparison is on the same points); a screened
+    rung first on a seeded random sample of ``screen`` of them, on the rest only if it
+    breaks one there."""
     n = len(x)
     robust = correct.clone()
     broken_by: list[str | None] = [None] * n
@@ -210,35 +214,54 @@ def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
     linf = torch.full((n,), math.nan)
     baseline = correct.clone()
     rows = []
+
+    def attack(rung: Rung, todo: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """Attack the points ``todo``; book what it breaks; its breaks on ``todo``."""
+        hit, gaps, sizes, adv, fw, bw, secs = run_attack(
+            rung.attack, rung.model, x[todo], y[todo], judge, batch_size, device,
+            rung.name, progress)
+        if confirm is not None and bool(hit.any()):
+            claimed = hit.nonzero().squeeze(1)
+            hit[claimed] = confirm(adv[claimed].to(device),
+                                   y[todo][claimed].to(device))[0].cpu()
+        newly = hit & robust[todo]
+        for i in todo[newly].tolist():
+            broken_by[i] = rung.name
+        # the margin at the breaking adversarial; for a robust point, its closest call
+        keep = newly | (robust[todo] & (gaps > margin[todo]))
+        margin[todo[keep]] = gaps[keep]
+        linf[todo[newly]] = sizes[newly]
+        if rung.kind == "baseline":
+            baseline[todo] = ~hit
+        robust[todo[newly]] = False
+        return hit, {"forwards": fw, "backwards": bw, "seconds": secs}
+
     with tqdm(total=len(rungs), desc="audit", unit="rung", disable=not progress,
               dynamic_ncols=True) as bar:
         for rung in rungs:
             todo = (correct if rung.kind == "baseline" else robust).nonzero().squeeze(1)
             bar.set_postfix_str(rung.name)
-            hit, gaps, sizes, adv, fw, bw, secs = run_attack(
-                rung.attack, rung.model, x[todo], y[todo], judge, batch_size, device,
-                rung.name, progress)
-            if confirm is not None and bool(hit.any()):
-                claimed = hit.nonzero().squeeze(1)
-                hit[claimed] = confirm(adv[claimed].to(device),
-                                       y[todo][claimed].to(device))[0].cpu()
-            newly = hit & robust[todo]
-            for i in todo[newly].tolist():
-                broken_by[i] = rung.name
-            # the margin at the breaking adversarial; for a robust point, its closest call
-            keep = newly | (robust[todo] & (gaps > margin[todo]))
-            margin[todo[keep]] = gaps[keep]
-            linf[todo[newly]] = sizes[newly]
-            if rung.kind == "baseline":
-                baseline[todo] = ~hit
-            robust[todo[newly]] = False
+            before = int(robust.sum())
+            sampled = None
+            if rung.screened and screen is not None and len(todo) > screen:
+                order = torch.randperm(len(todo), generator=torch.Generator().manual_seed(seed))
+                first, rest = todo[order[:screen]], todo[order[screen:]]
+                hit, cost = attack(rung, first)
+                sampled = {"sample": screen, "broken": int(hit.sum()),
+                           "escalated": bool(hit.any())}
+                if hit.any():
+                    more_hit, more = attack(rung, rest)
+                    hit = torch.cat([hit, more_hit])
+                    cost = {k: cost[k] + more[k] for k in cost}
+            else:
+                hit, cost = attack(rung, todo)
             rows.append({"name": rung.name, "kind": rung.kind, "description": rung.description,
-                         "params": rung.attack.params(), "attacked": len(todo),
-                         "broken": int(newly.sum()), "robust_accuracy": float(robust.double()
-                                                                             .mean()),
+                         "params": rung.attack.params(), "attacked": len(hit),
+                         "broken": before - int(robust.sum()),
+                         "robust_accuracy": float(robust.double().mean()),
                          "alone_robust_accuracy": (float((correct.sum() - hit.sum()) / n)
                                                    if rung.kind == "baseline" else None),
-                         "forwards": fw, "backwards": bw, "seconds": secs})
+                         "screened": sampled, **cost})
             bar.update(1)
     ledger = [{"index": i, "label": int(y[i]), "clean_correct": bool(correct[i]),
                "broken_by": broken_by[i],

@@ -13,6 +13,16 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+def _attacked(rung: dict[str, Any]) -> str:
+    """Points a rung attacked, and for a screened one what its sample found."""
+    screen = rung.get("screened")
+    if not screen:
+        return str(rung["attacked"])
+    if screen["escalated"]:
+        return f"{rung['attacked']} (sample of {screen['sample']} broke {screen['broken']})"
+    return f"{rung['attacked']} sampled (broke none: not run on the rest)"
+
+
 def audit_blocks(audit: dict[str, Any], title: str = "Audit") -> list[Block]:
     """Blocks for one ``Audit.to_dict()``."""
     lo, hi = audit["robust_interval"]
@@ -38,10 +48,16 @@ def audit_blocks(audit: dict[str, Any], title: str = "Audit") -> list[Block]:
         Heading(2, "Attack ladder"),
         Table(["rung", "kind", "points attacked", "broken", "robust after (%)", "seconds",
                "what"],
-              [[f"`{r['name']}`", r["kind"], str(r["attacked"]), str(r["broken"]),
+              [[f"`{r['name']}`", r["kind"], _attacked(r), str(r["broken"]),
                 _pct(r["robust_accuracy"]), f"{r['seconds']:.1f}", r["description"]]
                for r in audit["rungs"]],
               numeric=[False, False, True, True, True, True, False]),
+        *([Paragraph(f"Screened rungs ran first on a random sample of {screen} "
+                     "still-robust points, and on the rest only if they broke one there: a "
+                     "rung that would break 3% of the rest slips through such a sample with "
+                     f"probability {0.97 ** screen:.0%}.")]
+          if (screen := audit["budget"].get("screen"))
+          and any(r.get("screened") for r in audit["rungs"]) else []),
         Heading(2, "Sanity checks"),
         Table(["check", "result", "detail"],
               [[c["name"], "passed" if c["passed"] else "failed", c["detail"]]

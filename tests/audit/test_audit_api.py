@@ -11,6 +11,7 @@ from torch import nn
 from aerobust.audit import audit
 from aerobust.audit.stats import mcnemar, proportion_interval, smallest_significant_count
 from aerobust.errors import UserError
+from tests.audit.test_zoo import NoGrad
 
 
 def _model() -> nn.Module:
@@ -61,18 +62,6 @@ def test_statistics() -> None:
     assert lo < 0.5 < hi and hi - lo == pytest.approx(0.2, abs=0.01)
 
 
-class _NoGrad(nn.Module):
-    """The model with its graph cut: gradient attacks see zeros, Square does not."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.net(x)
-
-
 def test_screened_rungs_run_on_a_sample_and_escalate_on_a_break(one_thread: None) -> None:
     # A linear model (APGD finds its exact worst case, so Square can break nothing
     # after it) with about half the points within reach of eps 0.05.
@@ -91,7 +80,7 @@ def test_screened_rungs_run_on_a_sample_and_escalate_on_a_break(one_thread: None
     assert square["attacked"] == screen and square["broken"] == 0
 
     # The same model with its graph cut: gradient rungs see zeros, Square does not.
-    cut = audit(_NoGrad(net), x, y, 0.05, budget="quick")
+    cut = audit(NoGrad(net), x, y, 0.05, budget="quick")
     at = next(i for i, r in enumerate(cut.rungs) if r["name"] == "square")
     square = cut.rungs[at]
     assert square["screened"]["escalated"] and square["screened"]["broken"] > 0

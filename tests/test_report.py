@@ -29,12 +29,13 @@ from aerobust.training import RunStore
 SETTINGS = dict(classifier_epochs=1, ae_epochs=1, n_eval=8, n_cw=4, cw_steps=5,
                 cw_binary_steps=2, pgd_steps=2, deepfool_steps=3, masking_n=8,
                 masking_pgd_steps=2, eps=(20, 80), eps_sweep=(0, 40), lambdas=(0.0, 1.0),
-                gammas=(0, 2))
+                gammas=(0, 2), audit_budget="quick")
 PART = "tiny"
 PNG = b"\x89PNG\r\n\x1a\n"
 SECTIONS = ("# Reproduction report", "## Verdicts", "## Table 1", "## Table 2", "**(a)**",
-            "**(b)**", "## Table 3", "## Table 4", "## Fig. 2", "## Fig. 4", "## Examples",
-            "## Settings", "### Configuration", "### Trained runs", "### Time", "### Versions")
+            "**(b)**", "## Table 3", "## Table 4", "## Fig. 2", "## Fig. 4", "## Audit",
+            "## Examples", "## Settings", "### Configuration", "### Trained runs", "### Time",
+            "### Versions")
 # Run in a fresh interpreter: the report must not even import the training or
 # experiment code, and an attack run by accident fails loudly.
 NO_TRAINING = """
@@ -140,7 +141,7 @@ def test_report_from_real_rows_has_every_section(report: Path, results: Path) ->
     for claim in range(1, 7):
         line = _verdict_line(md, f"({claim})")
         assert any(f"| **{s}** |" in line for s in (AGREES, DISAGREES, MIXED)), line
-    for name in ("figure2_tiny", "figure4", "examples_tiny"):
+    for name in ("figure2_tiny", "figure4", "audit_tiny", "examples_tiny"):
         assert f"](report_files/{name}.png)" in md
         assert (report / "report_files" / f"{name}.png").read_bytes().startswith(PNG)
     assert "no reference points are drawn" in md
@@ -164,7 +165,7 @@ def test_html_is_self_contained(report: Path) -> None:
     assert links and not [u for u in links if u.startswith(("http:", "https:", "//"))]
     assert not [t for t, _ in tags if t in ("script", "link", "iframe")]
     images = [a["src"] or "" for t, a in tags if t == "img"]
-    assert len(images) == len(list((report / "report_files").glob("*.png"))) == 3
+    assert len(images) == len(list((report / "report_files").glob("*.png"))) == 4
     for src in images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG)
@@ -186,7 +187,7 @@ def test_missing_experiments_show_not_run(results: Path, tmp_path: Path) -> None
     assert "| **not run** |" in _verdict_line(md, "(3)")
     assert "not run (not requested)" in md[md.index("## Table 3"):md.index("## Table 4")]
     assert "no examples.npz" in md
-    assert "| `tiny` |" in md and "| 4 of 6 |" in md
+    assert "| `tiny` |" in md and "| 5 of 7 |" in md
     assert "## Table 1" in md and "| **not run** |" not in _verdict_line(md, "(1)")
 
 

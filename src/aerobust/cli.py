@@ -13,7 +13,7 @@ from aerobust.errors import UserError
 
 EXIT_USER_ERROR = 2
 # the paper's order; kept here so that --help imports no torch
-EXPERIMENT_NAMES = ("table1", "table2", "figure2", "table3", "table4", "figure4")
+EXPERIMENT_NAMES = ("table1", "table2", "figure2", "table3", "table4", "figure4", "audit")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -336,6 +336,7 @@ def _experiment_config(args: argparse.Namespace, **fixed: Any) -> Any:
         "substitute_epochs": args.substitute_epochs,
         "lambdas": _numbers("--lambdas", args.lambdas),
         "gammas": _numbers("--gammas", args.gammas), "sweep_attack": args.sweep_attack,
+        "audit_budget": args.audit_budget, "audit_n": args.audit_n,
     }
     if given["gammas"] is not None:
         if any(g != int(g) for g in given["gammas"]):
@@ -440,6 +441,13 @@ def _experiment_options(p: argparse.ArgumentParser) -> None:
                         help="table3 (b) reconstruction steps per CE step (default 0,1,2)")
     robust.add_argument("--sweep-attack", default=None, choices=("fgsm", "pgd"),
                         help="figure4's attack over the eps sweep (default pgd)")
+    audited = p.add_argument_group("the paper, audited (audit)")
+    audited.add_argument("--audit-budget", default=None, choices=("quick", "standard",
+                                                                  "thorough"),
+                         help="attack-ladder budget (default: quick on digits, else standard)")
+    audited.add_argument("--audit-n", type=int, default=None,
+                         help="test images audited (default: 100 on digits, else 1000; at "
+                              "most --n)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,7 +55,7 @@ class Budget:
 
 BUDGETS = {
     "quick": Budget("quick", baseline_steps=40, apgd_steps=50, restarts=1, targets=3,
-                    queries=500, eot=8, more_restarts=1, curve_steps=20, curve_n=100,
+                    queries=500, eot=8, more_restarts=1, curve_steps=20, curve_n=50,
                     probe_n=32, screen=50),
     "standard": Budget("standard", baseline_steps=40, apgd_steps=100, restarts=1, targets=9,
                        queries=5000, eot=20, more_restarts=2, curve_steps=25, curve_n=200,

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from aerobust import atomic
+from aerobust.audit.ladder import BUDGETS
 from aerobust.data import Dataset, load_dataset
 from aerobust.device import resolve_device
 from aerobust.errors import UserError
@@ -67,6 +68,9 @@ class ExperimentConfig:
     lambdas: tuple[float, ...] = (0.0, 1.0, 4.0)  # Table 3(a): weights of Lrec
     gammas: tuple[int, ...] = (0, 1, 2)  # Table 3(b): reconstruction steps per CE step
     sweep_attack: str = "pgd"  # Fig. 4's attack over the eps sweep
+    # The paper, audited (experiment "audit").
+    audit_budget: str | None = None  # None: quick on digits, standard elsewhere
+    audit_n: int | None = None  # None: 100 on digits, else 1000; never above n_eval
 
     def __post_init__(self) -> None:
         for name in ("n_cw", "cw_steps", "cw_binary_steps", "pgd_steps", "pgd_restarts",
@@ -78,7 +82,7 @@ class ExperimentConfig:
         for e in (*(self.eps or ()), *(self.eps_sweep or ())):
             if not 0 <= e <= 255:
                 raise UserError(f"epsilon {e} is outside 0..255 (pixel units)")
-        for name in ("masking_n", "masking_pgd_steps", "substitute_epochs"):
+        for name in ("masking_n", "masking_pgd_steps", "substitute_epochs", "audit_n"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if any(v < 0 for v in self.lambdas) or any(
@@ -87,6 +91,9 @@ class ExperimentConfig:
                             f"{self.lambdas} and {self.gammas}")
         if self.sweep_attack not in ("fgsm", "pgd"):
             raise UserError(f"sweep_attack must be fgsm or pgd, got {self.sweep_attack!r}")
+        if self.audit_budget is not None and self.audit_budget not in BUDGETS:
+            raise UserError(f"audit_budget must be one of {', '.join(BUDGETS)}, got "
+                            f"{self.audit_budget!r}")
         if self.substitute_labels not in ("true", "target"):
             raise UserError(f"substitute_labels must be true or target, "
                             f"got {self.substitute_labels!r}")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aerobust import atomic
 from aerobust.report import figures, settings, tables
+from aerobust.report.audit import paper_audit_blocks
 from aerobust.report.blocks import Block, Figure, Heading, Paragraph, Table
 from aerobust.report.html import render_html
 from aerobust.report.load import Part, Results, load_results
@@ -85,6 +86,23 @@ def _figure4(results: Results) -> list[Block]:
         f"paper's (a, b) are MNIST and (c, d) CIFAR-10. {PLOT_ONLY} Numbers: {numbers}.")]
 
 
+def _audit(results: Results) -> list[Block]:
+    blocks: list[Block] = [
+        Heading(2, "Audit: the paper's models under an attack ladder"),
+        Paragraph("Is the robustness the paper measures real, or do its attacks fail? Each "
+                  "model behind a claim, audited (`aerobust audit`): PGD on CE (the "
+                  "paper's attack), then APGD-CE, APGD-DLR, transfer from the classifier "
+                  "alone, BPDA / EOT where the probes call for them, APGD-T, Square and a "
+                  "more-steps check, each on the points still robust, and AutoAttack's and "
+                  "Carlini et al.'s sanity checks. A claim **agrees** when the audit "
+                  "supports it at every eps (differences significant in McNemar's test at "
+                  "0.05), **disagrees** when it contradicts it at every eps, **mixed** in "
+                  "between, **inconclusive** when the points cannot tell.")]
+    for part in results.parts:
+        blocks += [Heading(3, f"`{part.name}`"), *paper_audit_blocks(part)]
+    return blocks
+
+
 def _examples(results: Results) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Examples")]
     for part in results.parts:
@@ -106,7 +124,8 @@ def _examples(results: Results) -> list[Block]:
 def build(results: Results) -> list[Block]:
     """The whole document, in the order the task and the paper read."""
     return [Heading(1, TITLE), *settings.summary(results), *_verdicts(results),
-            *_tables(results), *_figure2(results), *_figure4(results), *_examples(results),
+            *_tables(results), *_figure2(results), *_figure4(results), *_audit(results),
+            *_examples(results),
             Heading(2, "Settings"), *settings.settings(results)]
 
 

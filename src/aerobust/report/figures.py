@@ -187,3 +187,40 @@ def audit_png(audit: dict) -> bytes:
         curve.set_title("robust accuracy against eps", fontsize=10)
     fig.tight_layout()
     return _png(fig)
+
+
+def paper_audit_png(rows: list[Row], dataset: str) -> bytes:
+    """The paper's models audited, one panel per eps: per model the paper's attack (PGD
+    on CE, light) beside the audited robust accuracy (dark, with its 95% interval)."""
+    eps_list = sorted({r["eps"] for r in rows})
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    fig = Figure(figsize=(max(7.0, 1.1 * len(variants)) * len(eps_list) / 1.6, 4.4),
+                 layout="constrained")
+    axes = fig.subplots(1, len(eps_list), sharey=True, squeeze=False)[0]
+    by = {(r["variant"], r["eps"]): r for r in rows}
+    x = np.arange(len(variants))
+    for ax, eps in zip(axes, eps_list, strict=True):
+        cells = [by.get((v, eps)) for v in variants]
+        colour = [ORANGE if "AE" in v else BLUE for v in variants]
+        base = [c["baseline_accuracy"] if c else np.nan for c in cells]
+        audited = [c["audited_accuracy"] if c else np.nan for c in cells]
+        err = np.array([[a - c["audited_interval"][0], c["audited_interval"][1] - a]
+                        if c else [0, 0] for a, c in zip(audited, cells, strict=True)]).T
+        ax.bar(x - 0.2, base, 0.4, color=colour, alpha=0.35, label="PGD on CE (paper's)")
+        ax.bar(x + 0.2, audited, 0.4, color=colour, yerr=err, capsize=3,
+               label="audited (95% interval)")
+        for i, c in enumerate(cells):
+            if c and c["verdict"] == "masking":
+                ax.text(i, max(base[i], audited[i]) + 4, "masking", ha="center",
+                        fontsize=7, color=WRONG, rotation=90, va="bottom")
+        ax.set_xticks(x, variants, rotation=35, ha="right", fontsize=9)
+        ax.set_title(f"eps {eps:g}/255", fontsize=11)
+        ax.set_ylim(0, 115)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("robust accuracy (%)")
+    handles = [axes[0].patches[0], axes[0].patches[len(variants)]]
+    fig.legend(handles, ["PGD on CE (the paper's attack)", "audited, 95% interval"],
+               loc="outside lower center", ncol=2, frameon=False)
+    fig.suptitle(f"The paper's models audited on {dataset} ({rows[0]['n']} test images, "
+                 f"budget {rows[0]['budget']})")
+    return _png(fig)

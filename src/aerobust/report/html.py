@@ -33,10 +33,10 @@ tbody tr:nth-child(even) { background: #fafbfc; }
 .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .badge { display: inline-block; padding: .05rem .55rem; border-radius: 1rem;
   font-weight: 600; font-size: .85rem; white-space: nowrap; }
-.agrees { background: #dafbe1; color: #116329; }
-.disagrees { background: #ffebe9; color: #a40e26; }
+.agrees, .no-masking-detected { background: #dafbe1; color: #116329; }
+.disagrees, .masking { background: #ffebe9; color: #a40e26; }
 .mixed { background: #fff8c5; color: #7d4e00; }
-.not-run, .no-data { background: #eaeef2; color: #57606a; }
+.not-run, .no-data, .inconclusive { background: #eaeef2; color: #57606a; }
 figure { margin: 1rem 0 1.6rem; }
 figure img { max-width: 100%; height: auto; border: 1px solid #d8dee4; }
 figcaption { font-size: .92rem; color: #57606a; margin-top: .4rem; max-width: 60rem; }

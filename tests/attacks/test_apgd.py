@@ -74,6 +74,7 @@ def test_checkpoints_follow_the_paper() -> None:
         ({"eps": 0.1, "loss": "hinge"}, "loss must be one of ce, dlr, margin"),
         ({"eps": 0.1, "targeted": 1}, "targeted must be true or false"),
         ({"eps": 0.1, "n_target_classes": 0}, "n_target_classes must be in"),
+        ({"eps": 0.1, "first_target": -1}, "first_target must be in"),
         ({"eps": 0.1, "rho": 1.5}, "rho must be in"),
         ({"eps": 0.1, "momentum": -0.1}, "momentum must be in"),
         ({"eps": 0.1, "seed": -1}, "seed must be in"),
@@ -94,7 +95,7 @@ def test_registered_with_its_defaults() -> None:
     assert isinstance(attack, APGD)
     assert attack.params() == {
         "eps": 0.1, "steps": 100, "restarts": 1, "loss": "ce", "targeted": False,
-        "n_target_classes": 9, "rho": 0.75, "momentum": 0.75, "seed": 0,
+        "n_target_classes": 9, "first_target": 0, "rho": 0.75, "momentum": 0.75, "seed": 0,
         "random_start": True, "block_size": None, "channels_last": None, "eot": 1}
 
 
@@ -365,3 +366,22 @@ def test_a_callable_loss_is_the_one_maximised(digits: Any, trained: nn.Module) -
     still = APGD(eps=0.15, steps=10, loss=constant, random_start=False)(trained, x, y)
     assert torch.equal(still.x_adv, x)
     assert APGD(eps=0.1, loss=class_three).params()["loss"].endswith("test_apgd.class_three")
+
+
+def test_targets_split_in_two_attacks_do_what_one_does(digits: Any, trained: nn.Module
+                                                       ) -> None:
+    """The top target, then targets 2-4 on what it left: the same as all 4 in one run
+    (each target runs on the samples every earlier one left unfooled)."""
+    x, y = digits.x[:64], digits.y[:64]
+    params = {"eps": 0.06, "steps": 6, "seed": 3, "targeted": True, "loss": "dlr"}
+    whole = APGD(**params, n_target_classes=4)(trained, x, y)
+    top = APGD(**params, n_target_classes=1)(trained, x, y)
+    rest = (~top.success).nonzero().squeeze(1)
+    later = APGD(**params, n_target_classes=3, first_target=1)(trained, x[rest], y[rest])
+    assert top.success.sum() < whole.success.sum()  # the later targets matter here
+    joined = top.success.clone()
+    joined[rest] = later.success
+    assert torch.equal(joined, whole.success)
+    assert torch.equal(later.x_adv[later.success], whole.x_adv[rest][later.success])
+    beyond = APGD(**params, n_target_classes=3, first_target=9)(trained, x, y)
+    assert torch.equal(beyond.x_adv, x) and beyond.forwards == 1

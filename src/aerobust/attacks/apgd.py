@@ -52,6 +52,9 @@ class APGD(Attack):
     other than the label, in turn, ``restarts`` runs raise that class with the targeted
     form of the named loss (``losses.TARGETED``; AutoAttack uses ``dlr``), on the
     samples still unfooled. Success is untargeted either way: argmax != y.
+    ``first_target`` skips that many of the top classes (targets ranked
+    ``first_target + 1`` on), so the top targets and the rest can run as two attacks;
+    with no class left to target the attack returns ``x``.
 
     Per sample, the first iterate that fools the model is kept and the sample leaves the
     batch (later steps cost less; eval mode makes samples independent); a sample never
@@ -77,6 +80,7 @@ class APGD(Attack):
     loss: str | LossFn = "ce"
     targeted: bool = False
     n_target_classes: int = 9
+    first_target: int = 0
     rho: float = 0.75
     momentum: float = 0.75
     seed: int = 0
@@ -90,6 +94,7 @@ class APGD(Attack):
         check_number(self.name, "restarts", self.restarts, 1, integer=True)
         check_bool(self.name, "targeted", self.targeted)
         check_number(self.name, "n_target_classes", self.n_target_classes, 1, integer=True)
+        check_number(self.name, "first_target", self.first_target, 0, integer=True)
         check_number(self.name, "rho", self.rho, 0.0, 1.0)
         check_number(self.name, "momentum", self.momentum, 0.0, 1.0)
         check_number(self.name, "seed", self.seed, 0, integer=True)
@@ -120,8 +125,11 @@ class APGD(Attack):
             # misclassified sample's (k+1)-th logit could be).
             ranked = clean.scatter(1, y.unsqueeze(1), -torch.inf).argsort(dim=1,
                                                                           descending=True)
+            first = self.first_target
             targets: list[Tensor | None] = list(
-                ranked[:, :min(self.n_target_classes, clean.shape[1] - 1)].T)
+                ranked[:, first:min(first + self.n_target_classes, clean.shape[1] - 1)].T)
+            if not targets:
+                return x.clone(), clean.argmax(dim=1) != y
         else:
             targets = [None]
         x_adv = x.clone()

@@ -29,18 +29,21 @@ class Budget:
     Square with 5,000 queries) plus PGD-40, APGD-DLR, the adaptive rungs and a check
     with twice the steps.
 
-    ``screen``: the screened rungs (Square and the more-steps check, which on a model
-    that does not mask gradients break next to nothing after the white-box rungs, yet
-    cost the most) first run on a random sample of this many still-robust points, and on
-    the rest only if they break one there. A rung that would break a share ``r`` of the
-    remaining points escapes a sample of ``m`` with probability ``(1 - r) ** m``: 5% for
-    r = 3% at m = 100. ``None`` runs them on every point, as AutoAttack does."""
+    ``screen``: the screened rungs first run on a random sample of this many still-robust
+    points, and on the rest only if they break one there. They are the ones that, on a
+    model that does not mask gradients, break next to nothing after the rungs before
+    them yet cost the most: Square, APGD-T's targets beyond the top ``targets`` (the
+    ``screened_targets`` after them) and the more-steps check. A rung that would break
+    a share ``r`` of the remaining points escapes a sample of ``m`` with probability
+    ``(1 - r) ** m``: 5% for r = 3% at m = 100. ``None`` runs them on every point, as
+    AutoAttack does."""
 
     name: str
     baseline_steps: int  # PGD on CE, the paper's attack
     apgd_steps: int
     restarts: int
-    targets: int  # APGD-T target classes
+    targets: int  # APGD-T's top target classes, on every robust point
+    screened_targets: int  # APGD-T's next target classes, screened
     queries: int  # Square
     eot: int  # draws per forward on a random model
     more_restarts: int  # the convergence check: APGD-DLR, twice the steps
@@ -55,12 +58,15 @@ class Budget:
 
 BUDGETS = {
     "quick": Budget("quick", baseline_steps=40, apgd_steps=50, restarts=1, targets=3,
+                    screened_targets=0,
                     queries=500, eot=8, more_restarts=1, curve_steps=20, curve_n=50,
                     probe_n=32, screen=50),
-    "standard": Budget("standard", baseline_steps=40, apgd_steps=100, restarts=1, targets=9,
+    "standard": Budget("standard", baseline_steps=40, apgd_steps=100, restarts=1, targets=3,
+                       screened_targets=6,
                        queries=5000, eot=20, more_restarts=2, curve_steps=25, curve_n=200,
                        probe_n=64, screen=100),
     "thorough": Budget("thorough", baseline_steps=40, apgd_steps=200, restarts=5, targets=9,
+                       screened_targets=0,
                        queries=10000, eot=40, more_restarts=5, curve_steps=50, curve_n=500,
                        probe_n=128, screen=None),
 }
@@ -116,12 +122,22 @@ def build_rungs(model: nn.Module, stages: Stages, eps: float, budget: Budget, se
                      eot=eot), model,
                 f"APGD-{loss.upper()} with gradients averaged over {eot} draws (EOT)"))
     strongest = stages.with_bpda(flagged) if flagged else model
+    how = (" through BPDA" if flagged else "") + (" with EOT" if random else "")
+    rungs.append(Rung(
+        "apgd-t", "white-box",
+        APGD(eps=eps, steps=b.apgd_steps, loss="dlr", targeted=True, n_target_classes=b.targets,
+             restarts=b.restarts, seed=seed, eot=eot),
+        strongest, f"APGD-T (targeted DLR) over the top {b.targets} other classes{how}"))
+    if b.screened_targets:
+        last = b.targets + b.screened_targets
+        rungs.append(Rung(
+            "apgd-t-rest", "white-box",
+            APGD(eps=eps, steps=b.apgd_steps, loss="dlr", targeted=True,
+                 n_target_classes=b.screened_targets, first_target=b.targets,
+                 restarts=b.restarts, seed=seed, eot=eot),
+            strongest, f"APGD-T over the classes ranked {b.targets + 1}-{last}{how} (with the "
+            f"top {b.targets}, AutoAttack's {last} targets)", screened=True))
     rungs += [
-        Rung("apgd-t", "white-box",
-             APGD(eps=eps, steps=b.apgd_steps, loss="dlr", targeted=True,
-                  n_target_classes=b.targets, restarts=b.restarts, seed=seed, eot=eot),
-             strongest, f"APGD-T (targeted DLR) over the top {b.targets} other classes"
-             + (" through BPDA" if flagged else "") + (" with EOT" if random else "")),
         # One draw per query even on a random model (EOT would multiply the budget):
         # the random search is noisier, and the judge still counts a majority of draws.
         Rung("square", "black-box", Square(eps=eps, queries=b.queries, seed=seed), model,

@@ -73,6 +73,10 @@ def test_config_validation() -> None:
         ExperimentConfig(eps=(300,))
     with pytest.raises(UserError, match="pgd_steps"):
         ExperimentConfig(pgd_steps=0)
+    with pytest.raises(UserError, match="audit_budget must be one of quick, standard"):
+        ExperimentConfig(audit_budget="fast")
+    with pytest.raises(UserError, match="audit_n"):
+        ExperimentConfig(audit_n=0)
 
 
 def test_attack_command_on_c_and_ae_c(tmp_path: Path, npz: str, capsys) -> None:

@@ -31,11 +31,12 @@ def test_comparison_needs_a_significant_paired_difference() -> None:
     statuses, pieces = _compare(rows, "C", "AE-C")
     assert statuses == ["agrees", "inconclusive"]
     assert "robust under one only: 20 vs 0" in pieces[0] and "+20.0 points" in pieces[0]
-    assert _status(rows, "(1)") == "mixed"
+    assert _status(rows, "(1)") == "agrees"  # where the points can tell
     # the same accuracies on disjoint points: a large paired difference either way
-    swapped = [_row("C", 20, range(40)), _row("AE-C", 20, range(40, 60))]
+    swapped = [_row("C", 40, range(40)), _row("AE-C", 40, range(40, 60))]
     assert _compare(swapped, "C", "AE-C")[0] == ["disagrees"]
-    assert _status(rows[:2], "(1)") == "agrees"
+    assert _status(swapped + rows[:2], "(1)") == "mixed"  # one eps each way
+    assert _status(swapped + rows[2:], "(1)") == "disagrees"
 
 
 def test_direction_of_fig4_follows_the_paper_dataset() -> None:
@@ -48,6 +49,7 @@ def test_direction_of_fig4_follows_the_paper_dataset() -> None:
     (("no-masking-detected", "no-masking-detected"), "agrees"),
     (("masking", "masking"), "disagrees"),
     (("no-masking-detected", "masking"), "mixed"),
+    (("inconclusive", "masking"), "disagrees"),
     (("inconclusive", "inconclusive"), "inconclusive")])
 def test_masking_claims_read_the_verdicts(verdicts: tuple[str, str], expected: str) -> None:
     rows = [_row("AE-C", eps, range(30), v) for eps, v in zip((20, 80), verdicts, strict=True)]

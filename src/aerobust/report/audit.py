@@ -87,13 +87,14 @@ AGREES, DISAGREES, MIXED, INCONCLUSIVE = "agrees", "disagrees", "mixed", "inconc
 
 
 def _combine(statuses: list[str]) -> str:
-    """One word for a claim judged at several eps."""
-    found = set(statuses)
-    if not found:
+    """One word for a claim judged at several eps: the eps where the points cannot tell
+    neither support nor contradict it."""
+    if not statuses:
         return "no data"
-    if len(found) == 1:
-        return statuses[0]
-    return INCONCLUSIVE if found == {INCONCLUSIVE} else MIXED
+    decisive = set(statuses) - {INCONCLUSIVE}
+    if not decisive:
+        return INCONCLUSIVE
+    return decisive.pop() if len(decisive) == 1 else MIXED
 
 
 def _compare(rows: list[Row], first: str, second: str, sign: int = 1

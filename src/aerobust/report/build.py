@@ -95,11 +95,12 @@ def _audit(results: Results) -> list[Block]:
                   "alone, BPDA / EOT where the probes call for them, APGD-T, Square and a "
                   "more-steps check, each on the points still robust, and AutoAttack's and "
                   "Carlini et al.'s sanity checks. A claim **agrees** when the audit "
-                  "supports it at every eps (a comparison of two models: a difference in "
-                  "the claimed direction, significant in McNemar's test at 0.05 on the same "
-                  "points; a claim about masking: the verdict it implies), **disagrees** "
-                  "when it contradicts it at every eps, **mixed** in between, "
-                  "**inconclusive** when the points cannot tell.")]
+                  "supports it at every eps where the points can tell (a comparison of two "
+                  "models: a difference in the claimed direction, significant in McNemar's "
+                  "test at 0.05 on the same points; a claim about masking: the verdict it "
+                  "implies), **disagrees** when it contradicts it wherever they can tell, "
+                  "**mixed** when both happen, **inconclusive** when the points cannot tell "
+                  "at any eps.")]
     for part in results.parts:
         blocks += [Heading(3, f"`{part.name}`"), *paper_audit_blocks(part)]
     return blocks

@@ -206,9 +206,8 @@ def paper_audit_png(rows: list[Row], dataset: str) -> bytes:
         audited = [c["audited_accuracy"] if c else np.nan for c in cells]
         err = np.array([[a - c["audited_interval"][0], c["audited_interval"][1] - a]
                         if c else [0, 0] for a, c in zip(audited, cells, strict=True)]).T
-        ax.bar(x - 0.2, base, 0.4, color=colour, alpha=0.35, label="PGD on CE (paper's)")
-        ax.bar(x + 0.2, audited, 0.4, color=colour, yerr=err, capsize=3,
-               label="audited (95% interval)")
+        ax.bar(x - 0.2, base, 0.4, color=colour, alpha=0.35)
+        ax.bar(x + 0.2, audited, 0.4, color=colour, yerr=err, capsize=3)
         for i, c in enumerate(cells):
             if c and c["verdict"] == "masking":
                 ax.text(i, max(base[i], audited[i]) + 4, "masking", ha="center",

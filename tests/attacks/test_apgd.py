@@ -16,20 +16,7 @@ from aerobust.attacks import APGD, PGD, get
 from aerobust.attacks.apgd import checkpoints
 from aerobust.attacks.losses import margin
 from aerobust.errors import UserError
-
-
-def active_rows(seen: list[torch.Tensor], y: torch.Tensor, model: nn.Module,
-                ) -> list[torch.Tensor]:
-    """Which samples each recorded iterate of one run holds: a sample leaves the batch
-    after the iterate that first fools ``model``, in order (checked against the sizes)."""
-    rows = torch.arange(len(y))
-    out = []
-    for batch in seen:
-        assert len(batch) == len(rows)
-        out.append(rows)
-        with torch.no_grad():
-            rows = rows[model(batch).argmax(1) == y[rows]]
-    return out
+from tests.attacks.replay import active_rows
 
 
 class Scaled(nn.Module):

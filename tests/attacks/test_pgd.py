@@ -16,23 +16,7 @@ from torch import nn
 
 from aerobust.attacks import PGD
 from aerobust.errors import UserError
-
-
-def active_rows(seen: list[torch.Tensor], y: torch.Tensor, model: nn.Module,
-                ) -> list[torch.Tensor]:
-    """Which samples each recorded iterate of one ``keep="first"`` run holds.
-
-    A sample leaves the batch after the iterate that first fools ``model``, and the
-    order is kept; this replays that rule on the recorded batches and checks their sizes
-    follow it, so a test can compare every iterate row with its own clean image."""
-    rows = torch.arange(len(y))
-    out = []
-    for batch in seen:
-        assert len(batch) == len(rows)
-        out.append(rows)
-        with torch.no_grad():
-            rows = rows[model(batch).argmax(1) == y[rows]]
-    return out
+from tests.attacks.replay import active_rows
 
 
 @settings(

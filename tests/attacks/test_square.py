@@ -15,21 +15,7 @@ from aerobust.attacks import PGD, Square, get
 from aerobust.attacks.losses import margin
 from aerobust.attacks.square import square_share, square_side
 from aerobust.errors import UserError
-
-
-def active_rows(seen: list[torch.Tensor], y: torch.Tensor, model: nn.Module,
-                ) -> list[torch.Tensor]:
-    """Which samples each recorded batch of one call (one block) holds: a sample
-    leaves after the first batch in which ``model`` misclassifies it, order kept (the
-    clean forward, then every restart's queries, all follow this one rule)."""
-    rows = torch.arange(len(y))
-    out = []
-    for batch in seen:
-        assert len(batch) == len(rows)
-        out.append(rows)
-        with torch.no_grad():
-            rows = rows[model(batch).argmax(1) == y[rows]]
-    return out
+from tests.attacks.replay import active_rows
 
 
 class Round(nn.Module):

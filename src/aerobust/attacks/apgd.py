@@ -11,7 +11,14 @@ from fractions import Fraction
 import torch
 from torch import Tensor
 
-from aerobust.attacks.base import Attack, CountedModel, batch_view, check_bool, check_number
+from aerobust.attacks.base import (
+    Attack,
+    CountedModel,
+    batch_view,
+    check_bool,
+    check_number,
+    linf_box,
+)
 from aerobust.attacks.losses import TARGETED, LossFn, resolve
 from aerobust.attacks.pgd import uniform_starts
 from aerobust.errors import UserError
@@ -116,8 +123,7 @@ class APGD(Attack):
         if self.eps == 0:
             with torch.no_grad():
                 return x.clone(), model(x).argmax(dim=1) != y
-        lo = (x - self.eps).clamp_(min=0.0)
-        hi = (x + self.eps).clamp_(max=1.0)
+        lo, hi = linf_box(x, self.eps)
         if self.targeted:
             with torch.no_grad():
                 clean = model(x)

@@ -185,6 +185,12 @@ def channels_last_convs(model: nn.Module) -> Iterator[bool]:
             weight.data = data
 
 
+def linf_box(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Per pixel, the lowest and highest value the Linf ball of radius ``eps`` around
+    ``x`` allows inside the image range [0,1]: every projection clamps to these."""
+    return (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
+
+
 def batch_view(mask: Tensor, like: Tensor) -> Tensor:
     """Reshape a per-sample vector so it broadcasts over the sample dimensions of ``like``."""
     return mask.view(-1, *([1] * (like.dim() - 1)))

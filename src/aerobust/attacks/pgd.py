@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from aerobust.attacks.base import Attack, CountedModel, check_bool, check_number
+from aerobust.attacks.base import Attack, CountedModel, check_bool, check_number, linf_box
 from aerobust.attacks.losses import LossFn, resolve
 from aerobust.errors import UserError
 
@@ -91,8 +91,7 @@ class PGD(Attack):
         if self.eps == 0:
             with torch.no_grad():
                 return x.clone(), model(x).argmax(dim=1) != y
-        lo = (x - self.eps).clamp_(min=0.0)
-        hi = (x + self.eps).clamp_(max=1.0)
+        lo, hi = linf_box(x, self.eps)
         x_adv = x.clone()
         fooled = torch.zeros_like(y, dtype=torch.bool)
         for restart in range(self.restarts):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from aerobust.attacks.base import Attack, CountedModel, batch_view, check_number
+from aerobust.attacks.base import Attack, CountedModel, batch_view, check_number, linf_box
 from aerobust.attacks.losses import LossFn, resolve
 
 # The iterations, out of a budget of 10,000, after which the paper's schedule halves p
@@ -124,8 +124,7 @@ class Square(Attack):
         its loss and whether it fools the model (``shape``: the model's input shape)."""
         n, channels, height, width = x.shape
         loss = resolve(self.name, self.loss)
-        lo = (x - self.eps).clamp_(min=0.0)  # x - eps and x + eps, clipped to [0,1]:
-        hi = (x + self.eps).clamp_(max=1.0)  # the two values a pixel can take
+        lo, hi = linf_box(x, self.eps)  # the two values a pixel can take
 
         def forward(current: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
             logits = model(current.reshape(-1, *shape[1:]))

@@ -35,7 +35,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -46,8 +46,9 @@ from torch import Tensor, nn
 
 from aerobust import atomic
 from aerobust.allocator import retain_freed_memory
-from aerobust.attacks import CPU_BLOCK_SIZE, CW, FGSM, PGD, DeepFool, evaluate
-from aerobust.attacks.base import Attack, block_bounds, channels_last_convs
+from aerobust.attacks import CPU_BLOCK_SIZE, CW, FGSM, PGD, DeepFool, Execution, evaluate
+from aerobust.attacks.base import Attack
+from aerobust.attacks.runner import block_bounds, channels_last_convs
 from aerobust.data import Dataset, load_dataset
 from aerobust.errors import UserError
 from aerobust.models import AEClassifier
@@ -73,6 +74,7 @@ class Row:
     attack: str
     kind: str  # fgsm | pgd | cw | deepfool: picks the target
     params: dict[str, Any]
+    execution: dict[str, Any]  # what ours ran under (``Evaluation.execution``)
     ours_seconds: list[float]
     theirs_seconds: list[float]
     ours_robust: float
@@ -306,7 +308,7 @@ def deepfool_gradient_lines(paths: dict[str, Any], n: int) -> list[str]:
 
 
 def block_sweep(model: nn.Module, x: Tensor, y: Tensor, rounds: int) -> dict[str, Any]:
-    """Our cost at several block sizes (``Attack.block_size``), timed interleaved: the
+    """Our cost at several block sizes (``Execution.block_size``), timed interleaved: the
     measurement behind ``CPU_BLOCK_SIZE``. One forward+backward pass stands for a PGD or
     CW step; FGSM and DeepFool run whole."""
     model = frozen_copy(model)
@@ -314,9 +316,11 @@ def block_sweep(model: nn.Module, x: Tensor, y: Tensor, rounds: int) -> dict[str
     eps = EPSILONS[0] / 255
     makers: dict[str, Callable[[int], Callable[[], object]]] = {
         "forward+backward pass": lambda b: lambda: floor_pass(model, x, y, 1, b),
-        f"FGSM eps={EPSILONS[0]}/255": lambda b: partial(FGSM(eps=eps, block_size=b), model, x, y),
+        f"FGSM eps={EPSILONS[0]}/255": lambda b: partial(
+            FGSM(eps=eps), model, x, y, execution=Execution(block_size=b)),
         f"DeepFool steps={DF_STEPS}": lambda b: partial(
-            DeepFool(steps=DF_STEPS, overshoot=DF_OVERSHOOT, block_size=b), model, x, y),
+            DeepFool(steps=DF_STEPS, overshoot=DF_OVERSHOOT), model, x, y,
+            execution=Execution(block_size=b)),
     }
     out: dict[str, Any] = {}
     for what, make in makers.items():
@@ -356,16 +360,17 @@ def block_sweep_lines(sweep: dict[str, Any], n: int) -> list[str]:
 
 def layout_compare(model: nn.Module, x: Tensor, y: Tensor, rounds: int,
                    kinds: tuple[str, ...]) -> dict[str, Any]:
-    """Our calls in the model's own layout (``channels_last=False``) beside NHWC (the CPU
-    default), timed interleaved: the measurement behind that default. The plain pass
-    runs NHWC weights through ``channels_last_convs`` exactly as the attacks do."""
+    """Our calls in the model's own layout (``Execution(channels_last=False)``) beside
+    NHWC (the CPU default), timed interleaved: the measurement behind that default. The
+    plain pass runs NHWC weights through ``channels_last_convs`` exactly as the attacks
+    do."""
     model = frozen_copy(model)
     attacks: dict[str, Attack] = {}
     if "fgsm" in kinds:
         attacks[f"FGSM eps={EPSILONS[0]}/255"] = FGSM(eps=EPSILONS[0] / 255)
     if "deepfool" in kinds:
         attacks[f"DeepFool steps={DF_STEPS}"] = DeepFool(steps=DF_STEPS, overshoot=DF_OVERSHOOT)
-    block = FGSM(eps=0.0).samples_per_block(x)  # the attacks' blocks on x's device
+    block = Execution().resolve(len(x), x.device).block_size  # the attacks' blocks
 
     def nhwc_pass() -> None:
         with channels_last_convs(model):
@@ -375,7 +380,8 @@ def layout_compare(model: nn.Module, x: Tensor, y: Tensor, rounds: int,
         "forward+backward pass": (lambda: floor_pass(model, x, y, 1, block), nhwc_pass),
     }
     for what, attack in attacks.items():
-        pairs[what] = tuple(partial(replace(attack, channels_last=flag), model, x, y)
+        pairs[what] = tuple(partial(attack, model, x, y,
+                                    execution=Execution(channels_last=flag))
                             for flag in (False, True))
     out: dict[str, Any] = {}
     for what, (nchw, nhwc) in pairs.items():
@@ -408,11 +414,11 @@ def bench_attack(
     their_model = frozen_copy(model)
     theirs = theirs_cls(their_model, **theirs_kwargs)
     floor_model = frozen_copy(model) if kind == "pgd" else None
-    block = ours.samples_per_block(x)
 
     start = time.perf_counter()
     ev = evaluate(model, x, y, ours, batch_size=len(x))  # our own accuracy definition
     ours_warm = time.perf_counter() - start
+    block = ev.execution["block_size"]  # the blocks ours ran in
     torch.manual_seed(0)
     counter = PassCounter(their_model)
     start = time.perf_counter()
@@ -458,7 +464,7 @@ def bench_attack(
     rounds = max(3, min(repeats, int(budget / max(one_round, 1e-9))))
     times = interleaved(calls, rounds)
     return Row(
-        attack=name, kind=kind, params=ours.params(), n=len(x),
+        attack=name, kind=kind, params=ours.params(), execution=ev.execution, n=len(x),
         ours_seconds=times["ours"], theirs_seconds=times["theirs"],
         theirs_attack_seconds=attack_only, floor_seconds=times.get("floor", []),
         block=block, theirs_blocked_seconds=times.get("theirs_blocked", []),
@@ -618,12 +624,13 @@ def render(report: dict[str, Any], sections: list[tuple[str, dict[str, Any], lis
         "",
         "Both libraries attack the same model weights (torchattacks gets its own eval-mode "
         "copy with frozen parameters) and the same first n test images, one batch per call. "
-        "Ours splits that batch into blocks (`Attack.block_size`; on a CPU "
+        "Ours splits that batch into blocks (`Execution.block_size`; on a CPU "
         f"`CPU_BLOCK_SIZE` = {CPU_BLOCK_SIZE} samples); \"torchattacks in our blocks\" "
         "calls torchattacks block by block the same way, so the part of our lead that "
         "comes from the blocks shows, and PGD's floor runs in the same blocks. On a CPU "
-        "our attacks run the convolutions with NHWC weights (`channels_last`, default on a "
-        "CPU; the floor is the model as it is, NCHW), measured against NCHW per model "
+        "our attacks run the convolutions with NHWC weights (`Execution.channels_last`, "
+        "default on a CPU; the floor is the model as it is, NCHW), measured against NCHW "
+        "per model "
         "below. "
         "Calls run interleaved in one process, the order alternating each round; figures "
         "are medians. Like for like, both sides are timed to a per-sample success mask: "

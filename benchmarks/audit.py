@@ -220,7 +220,7 @@ def run_pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float,
                   keep_adversarials=True)
     return {"robust_accuracy": ev.robust_accuracy, "adversarials": ev.adversarials,
             "extra": {"forwards": ev.forwards, "backwards": ev.backwards,
-                      "params": ev.params}}
+                      "params": ev.params, "execution": ev.execution}}
 
 
 def pgd_mask(model: nn.Module, x: Tensor, y: Tensor, result: dict[str, Any],

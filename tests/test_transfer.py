@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from aerobust import attacks
-from aerobust.attacks import craft, relabelled, score, transfer
+from aerobust.attacks import Execution, craft, relabelled, score, transfer
 from aerobust.errors import UserError
 from tests.conftest import fit_by_gradient_descent, make_dataset
 
@@ -66,6 +66,17 @@ def test_transfer_scores_the_target_on_the_substitute_adversarials() -> None:
     white_sub = attacks.evaluate(sub, x, y, attack, batch_size=16)
     assert result.substitute_accuracy == white_sub.robust_accuracy
     assert result.backwards == white_sub.backwards  # the target is never differentiated
+
+
+def test_craft_and_transfer_run_under_the_execution_given() -> None:
+    x, y = _data()
+    attack, policy = attacks.get("fgsm", eps=0.28), Execution(block_size=5, channels_last=False)
+    crafted = craft(_mlp(0), x, y, attack, batch_size=16, execution=policy)
+    result = transfer(_mlp(0), _mlp(1), x, y, attack, batch_size=16, execution=policy)
+    expected = {"block_size": 5, "channels_last": False, "device": "cpu"}
+    assert crafted.execution == result.execution == result.to_dict()["execution"] == expected
+    # batches of 16, 16 and 8 in blocks of at most 5: 4 + 4 + 2 blocks, 2 forwards each
+    assert crafted.forwards == result.forwards == 2 * (4 + 4 + 2)
 
 
 def test_score_needs_kept_adversarials() -> None:

@@ -12,11 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aerobust.attacks import APGD, PGD, get
+from aerobust.attacks import APGD, PGD, Execution, get
 from aerobust.attacks.apgd import checkpoints
 from aerobust.attacks.losses import margin
 from aerobust.errors import UserError
 from tests.attacks.replay import active_rows
+
+BLOCK_32, BLOCK_64 = Execution(block_size=32), Execution(block_size=64)
 
 
 class Scaled(nn.Module):
@@ -83,7 +85,7 @@ def test_registered_with_its_defaults() -> None:
     assert attack.params() == {
         "eps": 0.1, "steps": 100, "restarts": 1, "loss": "ce", "targeted": False,
         "n_target_classes": 9, "first_target": 0, "rho": 0.75, "momentum": 0.75, "seed": 0,
-        "random_start": True, "block_size": None, "channels_last": None, "eot": 1}
+        "random_start": True, "eot": 1}
 
 
 @pytest.mark.parametrize("eps", [0.01, 0.05, 0.3])
@@ -95,7 +97,8 @@ def test_every_iterate_stays_in_the_ball_and_in_0_1(
     six checkpoints, so halvings and returns to the best point occur too."""
     x, y = digits.x[:32], digits.y[:32]  # many pixels at exactly 0 and 1
     model = recorder(trained)
-    result = APGD(eps=eps, steps=10, random_start=random_start, block_size=32)(model, x, y)
+    attack = APGD(eps=eps, steps=10, random_start=random_start)
+    result = attack(model, x, y, execution=BLOCK_32)
     rows = active_rows(model.seen, y, trained)
     deltas = []
     for iterate, clean in [*zip(model.seen, (x[r] for r in rows), strict=True),
@@ -113,7 +116,7 @@ def test_first_step_is_twice_eps_without_momentum(
 ) -> None:
     x, y = digits.x[:32], digits.y[:32]
     model = recorder(trained)
-    APGD(eps=0.02, steps=3, random_start=False, block_size=32)(model, x, y)
+    APGD(eps=0.02, steps=3, random_start=False)(model, x, y, execution=BLOCK_32)
     rows = active_rows(model.seen, y, trained)[1]
     x0 = x.clone().requires_grad_(True)
     grad, = torch.autograd.grad(F.cross_entropy(trained(x0), y, reduction="sum"), x0)
@@ -129,7 +132,7 @@ def test_keeps_first_fooling_iterate_else_the_best_loss_one(
     equals), not the last one as PGD does."""
     x, y = digits.x[:64], digits.y[:64]
     model = recorder(trained)
-    result = APGD(eps=0.08, steps=12, block_size=64)(model, x, y)
+    result = APGD(eps=0.08, steps=12)(model, x, y, execution=BLOCK_64)
     assert 0 < result.success.sum() < 64  # both cases occur
     expected = torch.empty_like(x)
     fooled = torch.zeros(64, dtype=torch.bool)
@@ -173,9 +176,9 @@ def test_restarts_reattack_only_unfooled_samples(
     digits: Any, trained: nn.Module, recorder: type[nn.Module]
 ) -> None:
     x, y = digits.x[:64], digits.y[:64]
-    once = APGD(eps=0.07, steps=5, restarts=1, block_size=64)(trained, x, y)
+    once = APGD(eps=0.07, steps=5, restarts=1)(trained, x, y, execution=BLOCK_64)
     model = recorder(trained)
-    thrice = APGD(eps=0.07, steps=5, restarts=3, block_size=64)(model, x, y)
+    thrice = APGD(eps=0.07, steps=5, restarts=3)(model, x, y, execution=BLOCK_64)
     sizes = [len(batch) for batch in model.seen]
     survivors = 64 - int(once.success.sum())
     assert 0 < survivors < 64
@@ -193,10 +196,10 @@ def test_reproducible_and_independent_of_the_blocks(
     x, y = digits.x[:64], digits.y[:64]
     params = {"eps": 0.08, "steps": 8, "restarts": 2, "seed": 7, "targeted": targeted,
               "loss": "dlr" if targeted else "ce", "n_target_classes": 2}
-    first = APGD(**params, block_size=64)(trained, x, y)
-    again = APGD(**params, block_size=64)(trained, x, y)
-    small = APGD(**params, block_size=5)(trained, x, y)
-    other = APGD(**{**params, "seed": 8}, block_size=64)(trained, x, y)
+    first = APGD(**params)(trained, x, y, execution=BLOCK_64)
+    again = APGD(**params)(trained, x, y, execution=BLOCK_64)
+    small = APGD(**params)(trained, x, y, execution=Execution(block_size=5))
+    other = APGD(**{**params, "seed": 8})(trained, x, y, execution=BLOCK_64)
     assert torch.equal(first.x_adv, again.x_adv) and torch.equal(first.success, again.success)
     torch.testing.assert_close(small.x_adv, first.x_adv)
     assert torch.equal(small.success, first.success)
@@ -305,7 +308,7 @@ def test_eps_zero_is_a_single_forward(targeted: bool, digits: Any, trained: nn.M
 
 def test_eot_counts_every_draw(affine: Any, digits: Any, trained: nn.Module) -> None:
     """With eot=k every forward is k draws (one backward through them all), plus the
-    k-draw final check of the base class; noise this small moves no affine point over
+    k-draw final check of the runner; noise this small moves no affine point over
     its boundary. On digits with heavy noise it runs and stays in the ball."""
     noisy = Noisy(affine.model, 1e-3)
     result = APGD(eps=1e-4, steps=3, eot=4)(noisy, affine.x, affine.y)

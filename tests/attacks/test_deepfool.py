@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from aerobust.attacks import DeepFool
+from aerobust.attacks import DeepFool, Execution
 from aerobust.errors import UserError
 
 
@@ -77,7 +77,7 @@ def test_finished_samples_leave_the_batch(
 ) -> None:
     x, y = digits.x[:64], digits.y[:64]
     model = recorder(trained)
-    result = DeepFool(steps=50, block_size=64)(model, x, y)
+    result = DeepFool(steps=50)(model, x, y, execution=Execution(block_size=64))
     sizes = [len(batch) for batch in model.seen]
     assert sizes[0] == 64 and sizes == sorted(sizes, reverse=True) and sizes[-1] < 32
     assert result.forwards == len(sizes)
@@ -101,8 +101,8 @@ def test_backward_budget(num_classes: int, digits: Any, trained: nn.Module) -> N
     """One backward per non-reference candidate per iteration, for the whole batch."""
     steps = 4
     for n in (1, 128):
-        attack = DeepFool(steps=steps, num_classes=num_classes, block_size=n)
-        result = attack(trained, digits.x[:n], digits.y[:n])
+        attack = DeepFool(steps=steps, num_classes=num_classes)
+        result = attack(trained, digits.x[:n], digits.y[:n], execution=Execution(block_size=n))
         assert result.backwards <= steps * (num_classes - 1)
         assert result.forwards <= steps + 1
 

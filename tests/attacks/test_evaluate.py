@@ -4,13 +4,14 @@ checks on a trained model (stronger attack, larger eps: never more robust)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from aerobust.attacks import FGSM, PGD, DeepFool, Evaluation, evaluate, get
+from aerobust.attacks import FGSM, PGD, DeepFool, Evaluation, Execution, evaluate, get
 from aerobust.errors import UserError
 
 EPSILONS = [0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3]
@@ -38,8 +39,8 @@ def test_fields_and_statistics(digits: Any, trained: nn.Module) -> None:
     flipped = correct & result.success
     assert isinstance(report, Evaluation)
     assert report.n == 100 and report.attack == "fgsm"
-    assert report.params == {"eps": 0.1, "block_size": None, "channels_last": None,
-                             "eot": 1}
+    assert report.params == {"eps": 0.1, "eot": 1}
+    assert report.execution == {"block_size": 32, "channels_last": True, "device": "cpu"}
     assert report.clean_accuracy == pytest.approx(correct.float().mean().item())
     robust = correct & ~result.success
     assert report.robust_accuracy == pytest.approx(robust.float().mean().item())
@@ -57,6 +58,26 @@ def test_to_dict_is_json_ready(digits: Any, trained: nn.Module) -> None:
     assert "adversarials" not in row
     assert json.loads(json.dumps(row)) == row
     assert row["params"]["steps"] == 3
+    assert row["execution"] == {"block_size": 20, "channels_last": True, "device": "cpu"}
+
+
+def test_runs_and_records_the_resolved_execution(
+    digits: Any, recorder: type[nn.Module], conv: Callable[..., nn.Module]
+) -> None:
+    """What a result records is what ran, never None (the default): on the CPU blocks
+    of at most 64, in NHWC; a given policy reaches every batch's call."""
+    x, y = digits.x[:100], digits.y[:100]
+    model = recorder(conv())
+    default = evaluate(model, x, y, FGSM(eps=0.1), batch_size=100)
+    assert default.execution == {"block_size": 64, "channels_last": True, "device": "cpu"}
+    # per batch: the clean forward, FGSM's step per block, then its success check per block
+    assert [len(b) for b in model.seen] == [100, 50, 50, 50, 50]
+    model.seen.clear()
+    given = evaluate(model, x, y, FGSM(eps=0.1), batch_size=40,
+                     execution=Execution(block_size=16, channels_last=False))
+    assert given.execution == {"block_size": 16, "channels_last": False, "device": "cpu"}
+    assert [len(b) for b in model.seen] == [40, 13, 13, 14, 13, 13, 14] * 2 + [20, 10, 10, 10, 10]
+    assert "block_size" not in given.params and "channels_last" not in given.params
 
 
 def test_no_success_gives_none_statistics(digits: Any, trained: nn.Module) -> None:
@@ -76,12 +97,15 @@ def test_a_sample_wrong_on_clean_input_is_not_robust(affine: Any) -> None:
 
 def test_batching_does_not_change_results(digits: Any, trained: nn.Module) -> None:
     x, y = digits.x[:70], digits.y[:70]
-    attack = FGSM(eps=0.05, block_size=1000)
-    small = evaluate(trained, x, y, attack, batch_size=8, keep_adversarials=True)
-    whole = evaluate(trained, x, y, attack, batch_size=1000, keep_adversarials=True)
+    attack, one_block = FGSM(eps=0.05), Execution(block_size=1000)
+    small = evaluate(trained, x, y, attack, batch_size=8, keep_adversarials=True,
+                     execution=one_block)
+    whole = evaluate(trained, x, y, attack, batch_size=1000, keep_adversarials=True,
+                     execution=one_block)
     assert small.adversarials is not None and whole.adversarials is not None
     torch.testing.assert_close(small.adversarials, whole.adversarials)
-    torch.testing.assert_close(small.adversarials, attack(trained, x, y).x_adv)
+    torch.testing.assert_close(small.adversarials,
+                               attack(trained, x, y, execution=one_block).x_adv)
     assert small.robust_accuracy == whole.robust_accuracy
     assert small.forwards == 9 * whole.forwards
 

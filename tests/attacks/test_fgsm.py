@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aerobust.attacks import FGSM
+from aerobust.attacks import FGSM, Execution
 
 
 def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -22,7 +22,7 @@ def test_perturbation_is_eps_sign_gradient_where_the_clip_does_not_bind(
     digits: Any, trained: nn.Module
 ) -> None:
     x, y, eps = digits.x[:128], digits.y[:128], 0.07
-    result = FGSM(eps=eps, block_size=128)(trained, x, y)
+    result = FGSM(eps=eps)(trained, x, y, execution=Execution(block_size=128))
     step = eps * input_gradient(trained, x, y).sign()
     free = (x + step > 0) & (x + step < 1)
     assert free.float().mean() > 0.2 and (~free).any()  # both cases occur

@@ -24,11 +24,12 @@ from aerobust.attacks import (
     Attack,
     AttackResult,
     DeepFool,
+    Execution,
     Square,
     attack_mode,
     get,
 )
-from aerobust.attacks.base import block_bounds
+from aerobust.attacks.runner import block_bounds
 from aerobust.errors import UserError
 
 # Cheap but real configurations, one per attack.
@@ -55,8 +56,7 @@ def test_get_is_case_insensitive_and_resolves_defaults() -> None:
     attack = get("PGD", eps=0.2)
     assert attack.params() == {
         "eps": 0.2, "steps": 40, "step_size": 2.5 * 0.2 / 40, "restarts": 1,
-        "random_start": True, "seed": 0, "keep": "first", "block_size": None,
-        "channels_last": None, "eot": 1, "loss": "ce",
+        "random_start": True, "seed": 0, "keep": "first", "eot": 1, "loss": "ce",
     }
 
 
@@ -96,9 +96,6 @@ def test_unknown_and_missing_parameters() -> None:
         ("deepfool", {"overshoot": -0.02}, "overshoot must be in"),
         ("deepfool", {"num_classes": 1}, "num_classes must be in"),
         ("deepfool", {"margin": -1e-4}, "margin must be in"),
-        ("fgsm", {"eps": 0.1, "block_size": 0}, "block_size must be in"),
-        ("pgd", {"eps": 0.1, "block_size": 2.5}, "block_size must be an integer"),
-        ("cw", {"block_size": True}, "block_size must be an integer"),
     ],
 )
 def test_out_of_range_parameters_raise_one_line_user_errors(
@@ -108,6 +105,34 @@ def test_out_of_range_parameters_raise_one_line_user_errors(
         get(name, **params)
     assert "\n" not in str(info.value)
     assert str(info.value).startswith(f"{name}: ")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"block_size": 0}, "block_size must be in"),
+        ({"block_size": 2.5}, "block_size must be an integer"),
+        ({"block_size": True}, "block_size must be an integer"),
+        ({"channels_last": 1}, "channels_last must be true, false or null"),
+    ],
+)
+def test_bad_execution_settings_raise_one_line_user_errors(params: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message) as info:
+        Execution(**params)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith("execution: ")
+
+
+@pytest.mark.parametrize("setting", ["block_size", "channels_last"])
+def test_execution_settings_are_not_attack_parameters(setting: str) -> None:
+    """``get`` says where a setting that once was an attack field went."""
+    with pytest.raises(UserError, match=rf"pgd: {setting} is an execution setting, not an "
+                       rf"attack parameter: pass execution=Execution\({setting}=") as info:
+        get("pgd", eps=0.1, **{setting: 16})
+    assert "\n" not in str(info.value)
+    with pytest.raises(UserError, match="block_size, channels_last are execution settings"):
+        get("fgsm", eps=0.1, channels_last=True, block_size=16)
+    assert setting not in get("pgd", eps=0.1).params()
 
 
 def test_attacks_are_immutable_configs() -> None:
@@ -292,10 +317,10 @@ def test_cost_does_not_grow_with_batch_size(
     name: str, digits: Any, mlp: Callable[..., nn.Module]
 ) -> None:
     """Per-sample Python loops would make the pass counts scale with the batch."""
-    attack: Attack = get(name, **CHEAP[name], block_size=128)
-    model = mlp(seed=5)
-    one = attack(model, digits.x[:1], digits.y[:1])
-    many = attack(model, digits.x[:128], digits.y[:128])
+    attack: Attack = get(name, **CHEAP[name])
+    model, one_block = mlp(seed=5), Execution(block_size=128)
+    one = attack(model, digits.x[:1], digits.y[:1], execution=one_block)
+    many = attack(model, digits.x[:128], digits.y[:128], execution=one_block)
     bound = {
         "fgsm": (2, 1),
         "pgd": (2 * (5 + 1), 2 * 5),
@@ -312,10 +337,11 @@ def test_cost_does_not_grow_with_batch_size(
 def test_blocks_are_separate_calls(name: str, digits: Any, mlp: Callable[..., nn.Module]) -> None:
     """A batch split into blocks gives exactly what one call per block gives, in order,
     and the pass counts add up (PGD's random starts are drawn for the whole call)."""
-    model, x, y = mlp(seed=3), digits.x[:40], digits.y[:40]
-    blocked = get(name, **CHEAP[name], block_size=16)(model, x, y)  # blocks of 14, 13, 13
-    whole = get(name, **CHEAP[name], block_size=40)
-    parts = [whole(model, x[a:b], y[a:b]) for a, b in ((0, 13), (13, 26), (26, 40))]
+    model, x, y, attack = mlp(seed=3), digits.x[:40], digits.y[:40], get(name, **CHEAP[name])
+    blocked = attack(model, x, y, execution=Execution(block_size=16))  # blocks of 13, 13, 14
+    whole = Execution(block_size=40)
+    parts = [attack(model, x[a:b], y[a:b], execution=whole)
+             for a, b in ((0, 13), (13, 26), (26, 40))]
     assert torch.equal(blocked.x_adv, torch.cat([p.x_adv for p in parts]))
     assert torch.equal(blocked.success, torch.cat([p.success for p in parts]))
     assert blocked.forwards == sum(p.forwards for p in parts)
@@ -331,8 +357,9 @@ def test_results_do_not_depend_on_the_blocks(
     decision."""
     params = {**CHEAP[name], **({"abort_early": False} if name == "cw" else {})}
     model, x, y = mlp(seed=4), digits.x[:64], digits.y[:64]
-    small = get(name, **params, block_size=5)(model, x, y)
-    large = get(name, **params, block_size=64)(model, x, y)
+    attack = get(name, **params)
+    small = attack(model, x, y, execution=Execution(block_size=5))
+    large = attack(model, x, y, execution=Execution(block_size=64))
     torch.testing.assert_close(small.x_adv, large.x_adv)
     assert torch.equal(small.success, large.success)
 
@@ -345,9 +372,15 @@ def test_default_blocks_by_device(
     sizes = [len(batch) for batch in model.seen]
     assert CPU_BLOCK_SIZE == 64 and sizes == [50] * 4  # 2 equal blocks, 2 forwards each
     assert result.x_adv.shape == (100, 1, 8, 8) and result.forwards == 4
+    assert Execution().resolve(100, "cpu") == Execution(block_size=64, channels_last=True)
     # On any other device one block takes the whole batch (checked without a GPU).
-    assert FGSM(eps=0.1).samples_per_block(torch.empty(100, 1, 8, 8, device="meta")) == 100
-    assert FGSM(eps=0.1, block_size=7).samples_per_block(digits.x[:100]) == 7
+    assert Execution().resolve(100, "meta") == Execution(block_size=100, channels_last=False)
+    assert Execution(block_size=7).resolve(100, "cpu").block_size == 7
+    # Resolved: the most samples a block holds, so the same blocks and an honest record.
+    assert Execution(block_size=1000).resolve(70, "cpu").block_size == 70
+    assert Execution().resolve(0, "meta").block_size == 1
+    assert Execution(block_size=7).resolve(100, "meta").resolve(100, "cpu") \
+        == Execution(block_size=7, channels_last=False)  # resolving again keeps it
 
 
 @given(n=st.integers(0, 500), size=st.integers(1, 600))
@@ -388,24 +421,25 @@ def test_channels_last_runs_nhwc_and_puts_the_weights_back(name: str, digits: An
     model = _LayoutSpy()
     weight = model.conv.weight
     pointer, strides = weight.data_ptr(), weight.stride()
-    result = get(name, **CHEAP[name], channels_last=True)(model, digits.x[:8], digits.y[:8] % 2)
+    attack, x, y = get(name, **CHEAP[name]), digits.x[:8], digits.y[:8] % 2
+    result = attack(model, x, y, execution=Execution(channels_last=True))
     assert model.nhwc[0] and not model.nhwc[-1]  # attacked in NHWC, checked as it is
     assert model.conv.weight is weight
     assert weight.data_ptr() == pointer and weight.stride() == strides
     assert result.x_adv.is_contiguous()
     model.nhwc.clear()
-    get(name, **CHEAP[name], channels_last=False)(model, digits.x[:8], digits.y[:8] % 2)
+    attack(model, x, y, execution=Execution(channels_last=False))
     assert not any(model.nhwc)
     model.nhwc.clear()
-    get(name, **CHEAP[name])(model, digits.x[:8], digits.y[:8] % 2)
+    attack(model, x, y)
     assert model.nhwc[0] and not model.nhwc[-1]  # the default on a CPU
 
 
 def test_channels_last_default_is_per_device() -> None:
-    cpu, meta = torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4, device="meta")
-    assert FGSM(eps=0.1).nhwc(cpu) and not FGSM(eps=0.1).nhwc(meta)
-    assert not FGSM(eps=0.1, channels_last=False).nhwc(cpu)
-    assert FGSM(eps=0.1, channels_last=True).nhwc(meta)
+    assert Execution().resolve(2, "cpu").channels_last
+    assert not Execution().resolve(2, "meta").channels_last
+    assert not Execution(channels_last=False).resolve(2, "cpu").channels_last
+    assert Execution(channels_last=True).resolve(2, "meta").channels_last
 
 
 @pytest.mark.parametrize("name", ["pgd", "cw", "deepfool"])
@@ -415,8 +449,9 @@ def test_channels_last_success_is_what_the_model_as_it_is_says(name: str, digits
     attacked again as the model is (where nothing can fool it)."""
     model = _LayoutSpy(flip=True)
     x, y = digits.x[:6], torch.zeros(6, dtype=torch.long)
-    result = get(name, **CHEAP[name], channels_last=True)(model, x, y)
-    plain = get(name, **CHEAP[name], channels_last=False)(model, x, y)
+    attack = get(name, **CHEAP[name])
+    result = attack(model, x, y, execution=Execution(channels_last=True))
+    plain = attack(model, x, y, execution=Execution(channels_last=False))
     assert not result.success.any()
     assert torch.equal(result.x_adv, plain.x_adv)  # exactly what the plain attack gives
     with torch.no_grad():
@@ -432,7 +467,8 @@ def test_channels_last_restores_the_weights_when_the_attack_raises(digits: Any) 
 
     model.head.register_forward_hook(boom)
     with pytest.raises(RuntimeError, match="boom"):
-        FGSM(eps=0.1, channels_last=True)(model, digits.x[:4], digits.y[:4] % 2)
+        FGSM(eps=0.1)(model, digits.x[:4], digits.y[:4] % 2,
+                      execution=Execution(channels_last=True))
     assert model.conv.weight.data_ptr() == pointer and model.conv.weight.stride(1) == 9
 
 
@@ -445,10 +481,7 @@ def test_channels_last_leaves_conv_subclasses_alone(digits: Any) -> None:
             return self._conv_forward(x, w.view_as(self.weight), self.bias)
 
     model = nn.Sequential(Viewing(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(128, 2))
-    result = FGSM(eps=0.1, channels_last=True)(model, digits.x[:4], digits.y[:4] % 2)
+    result = FGSM(eps=0.1)(model, digits.x[:4], digits.y[:4] % 2,
+                           execution=Execution(channels_last=True))
     assert result.x_adv.shape == digits.x[:4].shape
 
-
-def test_channels_last_must_be_a_bool() -> None:
-    with pytest.raises(UserError, match="channels_last must be true, false or null"):
-        FGSM(eps=0.1, channels_last=1)  # type: ignore[arg-type]

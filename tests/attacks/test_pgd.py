@@ -14,9 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from aerobust.attacks import PGD
+from aerobust.attacks import PGD, Execution
 from aerobust.errors import UserError
 from tests.attacks.replay import active_rows
+
+BLOCK_64 = Execution(block_size=64)
 
 
 @settings(
@@ -40,9 +42,8 @@ def test_every_iterate_stays_in_the_ball_and_in_0_1(
     x, y = digits.x[:32], digits.y[:32]  # digits have many pixels at exactly 0 and 1
     step_size = None if step_factor is None else min(1.0, step_factor * eps)
     model = recorder(trained)
-    attack = PGD(eps=eps, steps=6, step_size=step_size, random_start=random_start, seed=seed,
-                 block_size=32)
-    result = attack(model, x, y)
+    attack = PGD(eps=eps, steps=6, step_size=step_size, random_start=random_start, seed=seed)
+    result = attack(model, x, y, execution=Execution(block_size=32))
     assert model.seen
     rows = active_rows(model.seen, y, trained)
     for iterate, clean in [*zip(model.seen, (x[r] for r in rows), strict=True),
@@ -58,7 +59,8 @@ def test_projection_binds_when_steps_overshoot(
     """Non-vacuous: with step 3*eps the raw step leaves the ball, the iterate does not."""
     model = recorder(trained)
     x, y = digits.x[:32], digits.y[:32]
-    PGD(eps=0.01, steps=3, step_size=0.03, random_start=False, block_size=32)(model, x, y)
+    PGD(eps=0.01, steps=3, step_size=0.03, random_start=False)(
+        model, x, y, execution=Execution(block_size=32))
     rows = active_rows(model.seen, y, trained)
     deltas = torch.cat([(b - x[r]).flatten() for b, r in zip(model.seen[1:], rows[1:],
                                                               strict=True)])
@@ -70,7 +72,7 @@ def test_keeps_first_fooling_iterate_else_the_last(
 ) -> None:
     x, y = digits.x[:64], digits.y[:64]
     model = recorder(trained)
-    result = PGD(eps=0.08, steps=8, block_size=64)(model, x, y)
+    result = PGD(eps=0.08, steps=8)(model, x, y, execution=BLOCK_64)
     assert 0 < result.success.sum() < 64  # both cases occur
     # Each sample's last recorded iterate: the one that first fooled it (it then left
     # the batch), or the final one if none did.
@@ -91,12 +93,12 @@ def test_keep_last_returns_the_final_iterate(
     from it alone, and no early stop cuts the steps short."""
     x, y = digits.x[:64], digits.y[:64]
     model = recorder(trained)
-    result = PGD(eps=0.08, steps=8, keep="last", block_size=64)(model, x, y)
+    result = PGD(eps=0.08, steps=8, keep="last")(model, x, y, execution=BLOCK_64)
     assert len(model.seen) == 9 and result.forwards == 9
     assert torch.equal(result.x_adv, model.seen[-1])
     with torch.no_grad():
         assert torch.equal(result.success, trained(model.seen[-1]).argmax(1) != y)
-    first = PGD(eps=0.08, steps=8, block_size=64)(trained, x, y)
+    first = PGD(eps=0.08, steps=8)(trained, x, y, execution=BLOCK_64)
     assert 0 < first.success.sum() < 64
     # the last iterate lies deeper: a larger CE loss than the first fooling one
     with torch.no_grad():
@@ -114,9 +116,9 @@ def test_restarts_reattack_only_unfooled_samples(
     digits: Any, trained: nn.Module, recorder: type[nn.Module]
 ) -> None:
     x, y = digits.x[:64], digits.y[:64]
-    once = PGD(eps=0.06, steps=5, restarts=1, block_size=64)(trained, x, y)
+    once = PGD(eps=0.06, steps=5, restarts=1)(trained, x, y, execution=BLOCK_64)
     model = recorder(trained)
-    thrice = PGD(eps=0.06, steps=5, restarts=3, block_size=64)(model, x, y)
+    thrice = PGD(eps=0.06, steps=5, restarts=3)(model, x, y, execution=BLOCK_64)
     sizes = [len(batch) for batch in model.seen]
     survivors = 64 - int(once.success.sum())
     assert 0 < survivors < 64
@@ -185,7 +187,7 @@ def test_pgd40_costs_about_40_forward_backward_passes(conv: Callable[..., nn.Mod
     x, y = torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
     # A ball this small fools nothing: all 40 steps run. In the floor's own layout (NCHW)
     # this checks the loop's overhead; the NHWC default adds its success-check forward.
-    attack = PGD(eps=1e-6, channels_last=False)
+    attack, nchw = PGD(eps=1e-6), Execution(channels_last=False)
 
     def floor() -> None:
         for _ in range(40):
@@ -193,7 +195,7 @@ def test_pgd40_costs_about_40_forward_backward_passes(conv: Callable[..., nn.Mod
             torch.autograd.grad(F.cross_entropy(model(xx), y, reduction="sum"), xx)
 
     def pgd() -> None:
-        assert attack(model, x, y).forwards == 41
+        assert attack(model, x, y, execution=nchw).forwards == 41
 
     def cpu_seconds(run: Callable[[], None]) -> float:
         start = time.process_time()

@@ -11,11 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from aerobust.attacks import PGD, Square, get
+from aerobust.attacks import PGD, Execution, Square, get
 from aerobust.attacks.losses import margin
 from aerobust.attacks.square import square_share, square_side
 from aerobust.errors import UserError
 from tests.attacks.replay import active_rows
+
+BLOCK_16, BLOCK_64, BLOCK_128 = (Execution(block_size=b) for b in (16, 64, 128))
 
 
 class Round(nn.Module):
@@ -34,7 +36,7 @@ def test_registered_with_defaults() -> None:
     assert isinstance(attack, Square)
     assert attack.params() == {
         "eps": 0.1, "queries": 5000, "p_init": 0.8, "restarts": 1, "loss": "margin",
-        "seed": 0, "block_size": None, "channels_last": None, "eot": 1,
+        "seed": 0, "eot": 1,
     }
 
 
@@ -77,7 +79,7 @@ def test_every_query_is_a_vertex_of_the_ball_within_0_1(
     samples the clean forward already got wrong, which keep x."""
     x, y = digits.x[:64], digits.y[:64]
     model = recorder(trained)
-    result = Square(eps=eps, queries=40, restarts=restarts, block_size=64)(model, x, y)
+    result = Square(eps=eps, queries=40, restarts=restarts)(model, x, y, execution=BLOCK_64)
     lo, hi = (x - eps).clamp(min=0), (x + eps).clamp(max=1)
     rows = active_rows(model.seen, y, trained)
     assert torch.equal(model.seen[0], x)
@@ -103,7 +105,7 @@ def test_keeps_the_first_fooling_query_else_the_best(
     an unfooled one keeps its highest-margin query; success is honest."""
     x, y = digits.x[:64], digits.y[:64]
     model = recorder(trained)
-    result = Square(eps=0.08, queries=60, block_size=64)(model, x, y)
+    result = Square(eps=0.08, queries=60)(model, x, y, execution=BLOCK_64)
     assert 0 < result.success.sum() < 64  # both cases occur
     last, best = torch.empty_like(x), torch.full((64,), -torch.inf)
     for batch, rows in zip(model.seen, active_rows(model.seen, y, trained), strict=True):
@@ -124,7 +126,8 @@ def test_success_is_honest_on_a_conv_model(digits: Any, conv: Callable[..., nn.M
     with torch.no_grad():
         y = model(x).argmax(1)  # an untrained model: attack its own predictions
     for layout in (False, True):
-        result = Square(eps=0.05, queries=30, channels_last=layout)(model, x, y)
+        policy = Execution(channels_last=layout)
+        result = Square(eps=0.05, queries=30)(model, x, y, execution=policy)
         with torch.no_grad():
             assert torch.equal(result.success, model(result.x_adv).argmax(1) != y)
         assert 0 < result.success.sum() < 48
@@ -133,9 +136,9 @@ def test_success_is_honest_on_a_conv_model(digits: Any, conv: Callable[..., nn.M
 
 def test_reproducible_for_a_seed(digits: Any, trained: nn.Module) -> None:
     x, y = digits.x[:40], digits.y[:40]
-    first = Square(eps=0.05, queries=30, seed=3, block_size=16)(trained, x, y)
-    again = Square(eps=0.05, queries=30, seed=3, block_size=16)(trained, x, y)
-    other = Square(eps=0.05, queries=30, seed=4, block_size=16)(trained, x, y)
+    first = Square(eps=0.05, queries=30, seed=3)(trained, x, y, execution=BLOCK_16)
+    again = Square(eps=0.05, queries=30, seed=3)(trained, x, y, execution=BLOCK_16)
+    other = Square(eps=0.05, queries=30, seed=4)(trained, x, y, execution=BLOCK_16)
     assert torch.equal(first.x_adv, again.x_adv)
     assert torch.equal(first.success, again.success)
     assert first.forwards == again.forwards
@@ -157,7 +160,7 @@ def test_cost_when_nothing_is_fooled(queries: int, restarts: int, affine: Any) -
 
 def test_leaves_early_when_everything_is_fooled(digits: Any, trained: nn.Module) -> None:
     x, y = digits.x[:128], digits.y[:128]
-    result = Square(eps=0.4, queries=1000, restarts=2, block_size=128)(trained, x, y)
+    result = Square(eps=0.4, queries=1000, restarts=2)(trained, x, y, execution=BLOCK_128)
     assert result.success.all()
     assert result.forwards < 100  # measured 22; the budget is 2 * 1001 + 1
     wrong = (y + 1) % 10  # every point is already "fooled": one clean forward
@@ -171,9 +174,9 @@ def test_restarts_reattack_only_unfooled_samples(
     digits: Any, trained: nn.Module, recorder: type[nn.Module]
 ) -> None:
     x, y = digits.x[:64], digits.y[:64]
-    once = Square(eps=0.1, queries=20, block_size=64)(trained, x, y)
+    once = Square(eps=0.1, queries=20)(trained, x, y, execution=BLOCK_64)
     model = recorder(trained)
-    thrice = Square(eps=0.1, queries=20, restarts=3, block_size=64)(model, x, y)
+    thrice = Square(eps=0.1, queries=20, restarts=3)(model, x, y, execution=BLOCK_64)
     sizes = [len(batch) for batch in model.seen]
     survivors = 64 - int(once.success.sum())
     assert 0 < survivors < 64
@@ -203,7 +206,7 @@ def test_more_queries_never_raise_robust_accuracy(digits: Any, trained: nn.Modul
     0.04). Not monotone by construction: p's schedule scales with the budget, so each
     budget is its own random walk, and budgets 3x apart are far enough for a fixed seed."""
     x, y = digits.x[:128], digits.y[:128]
-    accuracies = [robust(Square(eps=0.1, queries=q, block_size=128)(trained, x, y))
+    accuracies = [robust(Square(eps=0.1, queries=q)(trained, x, y, execution=BLOCK_128))
                   for q in (10, 50, 250)]
     assert accuracies == sorted(accuracies, reverse=True)
     assert accuracies[0] - accuracies[-1] > 0.15, accuracies

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
+from aerobust.attacks import Execution, runner
 from aerobust.audit import audit
 from aerobust.audit.stats import mcnemar, proportion_interval, smallest_significant_count
 from aerobust.errors import UserError
@@ -53,6 +55,29 @@ def test_ledger_and_json(one_thread: None) -> None:
     for point in row["ledger"]:
         if point["broken_by"] is not None:
             assert point["margin"] >= 0 and point["linf"] <= 0.1 + 1e-6
+    # what ran, resolved: the default on a CPU, one block for these 20 points
+    assert row["execution"] == {"block_size": 20, "channels_last": True, "device": "cpu"}
+    assert all("block_size" not in rung["params"] for rung in row["rungs"])
+
+
+def test_the_execution_reaches_every_attack_and_is_recorded(
+    one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, y = _data()
+    seen: list[Execution | None] = []
+    real = runner.run
+
+    def spy(attack: Any, model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
+            execution: Execution | None = None) -> Any:
+        seen.append(execution)
+        return real(attack, model, xb, yb, execution)
+
+    monkeypatch.setattr(runner, "run", spy)
+    result = audit(_model(), x, y, 0.1, budget="quick", batch_size=8,
+                   execution=Execution(channels_last=False))
+    assert result.execution == {"block_size": 8, "channels_last": False, "device": "cpu"}
+    assert len(seen) > len(result.rungs)
+    assert set(seen) == {Execution(block_size=8, channels_last=False)}
 
 
 def test_statistics() -> None:

@@ -1,7 +1,8 @@
 """White-box attacks: ``attack(model, x, y) -> AttackResult``, all untargeted in [0,1].
 
 Build one by name with ``get("pgd", eps=8/255)``; run it over a dataset with
-``evaluate``, or craft on a substitute and score on a target with ``transfer``.
+``evaluate``, or craft on a substitute and score on a target with ``transfer``. How it
+runs (blocks, NHWC) is an ``Execution`` passed to the call, ``evaluate`` or the audit.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import dataclasses
 from typing import Any
 
 from aerobust.attacks.apgd import APGD
-from aerobust.attacks.base import CPU_BLOCK_SIZE, Attack, AttackResult, attack_mode
+from aerobust.attacks.base import Attack, AttackResult, attack_mode
 from aerobust.attacks.bpda import BPDA, bpda
 from aerobust.attacks.cw import CW
 from aerobust.attacks.deepfool import DeepFool
 from aerobust.attacks.evaluate import Evaluation, evaluate
 from aerobust.attacks.fgsm import FGSM
 from aerobust.attacks.pgd import PGD
+from aerobust.attacks.runner import CPU_BLOCK_SIZE, Execution
 from aerobust.attacks.square import Square
 from aerobust.attacks.transfer import Transfer, craft, relabelled, score, transfer
 from aerobust.errors import UserError
@@ -33,6 +35,15 @@ def get(name: str, **params: Any) -> Attack:
         raise UserError(f"unknown attack {name!r}; known attacks: {', '.join(ATTACKS)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - set(fields))
+    # Once attack fields: say where they went rather than that they do not exist.
+    settings = [p for p in unknown if p in {f.name for f in dataclasses.fields(Execution)}]
+    if settings:
+        what = ("is an execution setting, not an attack parameter" if len(settings) == 1
+                else "are execution settings, not attack parameters")
+        raise UserError(
+            f"{cls.name}: {', '.join(settings)} {what}: pass "
+            f"execution=Execution({settings[0]}=...) to the attack call, evaluate or audit"
+        )
     if unknown:
         raise UserError(
             f"{cls.name}: unknown parameter(s) {', '.join(unknown)}; "
@@ -60,6 +71,7 @@ __all__ = [
     "AttackResult",
     "DeepFool",
     "Evaluation",
+    "Execution",
     "Square",
     "Transfer",
     "attack_mode",

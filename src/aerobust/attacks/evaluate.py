@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from aerobust.attacks.base import Attack, attack_mode
+from aerobust.attacks.runner import Execution
 from aerobust.errors import UserError
 
 
@@ -24,10 +25,13 @@ class Evaluation:
     (an already misclassified input needs no perturbation and would drag them towards
     0); they are ``None`` when there is no such sample. ``forwards``/``backwards`` are
     the attack's batched passes; the clean-accuracy forward is not counted.
+    ``execution`` is what ran (``Execution.record``: block_size, channels_last, device),
+    every default resolved.
     """
 
     attack: str
     params: dict[str, Any]
+    execution: dict[str, Any]
     n: int
     clean_accuracy: float
     robust_accuracy: float
@@ -38,13 +42,15 @@ class Evaluation:
     images_per_second: float
     forwards: int
     backwards: int
+    robust: Tensor  # per sample (bool, on the CPU): correct both clean and attacked
     adversarials: Tensor | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (the adversarial examples are left out)."""
         row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        del row["adversarials"]
+        del row["adversarials"], row["robust"]
         row["params"] = dict(self.params)
+        row["execution"] = dict(self.execution)
         return row
 
 
@@ -56,18 +62,24 @@ def evaluate(
     batch_size: int = 256,
     progress: bool = False,
     keep_adversarials: bool = False,
+    execution: Execution | None = None,
 ) -> Evaluation:
-    """Attack ``x`` (in [0,1]) batch by batch on the model's device.
+    """Attack ``x`` (in [0,1]) batch by batch on the model's device, under ``execution``
+    (the default policy when None).
 
     The data may stay on the CPU: each batch moves to the device of the model's
     parameters (x's own device for a parameterless model). With ``keep_adversarials``
-    the adversarial examples come back on the CPU, in the order of ``x``.
+    the adversarial examples come back on the CPU, in the order of ``x``. The policy is
+    resolved once for the largest batch, and every batch runs under that resolved one,
+    so the record is what ran.
     """
     if len(x) != len(y) or len(x) == 0:
         raise UserError(f"evaluate: need as many labels as images (>0), got {len(x)} and {len(y)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UserError(f"evaluate: batch_size must be an integer >= 1, got {batch_size!r}")
     device = next((p.device for p in model.parameters()), x.device)
+    largest = min(batch_size, len(x))
+    policy = (execution or Execution()).resolve(largest, device)
     clean, robust, l2, linf, kept = [], [], [], [], []
     forwards = backwards = 0
     start = time.perf_counter()
@@ -80,7 +92,7 @@ def evaluate(
             yb = y[begin : begin + batch_size].to(device)
             with torch.no_grad():
                 correct = model(xb).argmax(dim=1) == yb
-            result = attack(model, xb, yb)
+            result = attack(model, xb, yb, execution=policy)
             forwards += result.forwards
             backwards += result.backwards
             flipped = correct & result.success
@@ -97,6 +109,7 @@ def evaluate(
     return Evaluation(
         attack=attack.name,
         params=attack.params(),
+        execution=policy.record(largest, device),
         n=len(x),
         clean_accuracy=torch.cat(clean).double().mean().item(),
         robust_accuracy=torch.cat(robust).double().mean().item(),
@@ -107,5 +120,6 @@ def evaluate(
         images_per_second=len(x) / seconds,
         forwards=forwards,
         backwards=backwards,
+        robust=torch.cat(robust),
         adversarials=torch.cat(kept) if keep_adversarials else None,
     )

@@ -16,7 +16,7 @@ class FGSM(Attack):
     """``x_adv = clip(x + eps * sign(grad_x CE(model(x), y)), 0, 1)``.
 
     Costs one forward+backward for the step and one forward to learn which samples the
-    step fooled (the one the base class runs on every ``x_adv``: ``_attack`` leaves the
+    step fooled (the one the runner runs on every ``x_adv``: ``_attack`` leaves the
     success mask to it).
     """
 

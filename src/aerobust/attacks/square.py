@@ -53,7 +53,7 @@ class Square(Attack):
 
     Cost: one forward of the clean batch, then per restart one forward for the stripes
     and one per iteration, on the samples still active: ``forwards <= 1 + restarts *
-    (queries + 1)`` (plus the base class's final check in NHWC or with EOT), and
+    (queries + 1)`` (plus the runner's final check in NHWC or with EOT), and
     ``backwards == 0``. Everything runs under ``torch.no_grad()``.
 
     Randomness comes from a CPU generator per block, seeded from one number per

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from aerobust.attacks.base import Attack, attack_mode
 from aerobust.attacks.evaluate import Evaluation, evaluate
+from aerobust.attacks.runner import Execution
 from aerobust.data import Dataset
 from aerobust.errors import UserError
 
@@ -33,10 +34,12 @@ class Transfer:
     the substitute's own (white-box) robust accuracy on the adversarials it crafted: a
     transfer is only as strong as the attack on the substitute. ``forwards``/``backwards``
     are the substitute's attack passes; ``target_forwards`` the target's batched passes.
+    ``execution`` is what the attack on the substitute ran under (``Evaluation``'s).
     """
 
     attack: str
     params: dict[str, Any]
+    execution: dict[str, Any]
     n: int
     clean_accuracy: float
     accuracy: float
@@ -46,19 +49,24 @@ class Transfer:
     forwards: int
     backwards: int
     target_forwards: int
+    robust: Tensor  # per sample (bool, on the CPU): the target right clean and attacked
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain values; ``robust`` as the indices of the robust samples."""
+        row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        row["robust"] = self.robust.nonzero().flatten().tolist()
+        return row
 
 
 def craft(substitute: nn.Module, x: Tensor, y: Tensor, attack: Attack, batch_size: int = 256,
-          progress: bool = False) -> Evaluation:
-    """The white-box attack on the substitute, adversarials kept (on the CPU, in order).
+          progress: bool = False, execution: Execution | None = None) -> Evaluation:
+    """The white-box attack on the substitute under ``execution``, adversarials kept (on
+    the CPU, in order).
 
     Craft once and score on several targets with ``score``: the expensive half is here.
     """
     return evaluate(substitute, x, y, attack, batch_size=batch_size, progress=progress,
-                    keep_adversarials=True)
+                    keep_adversarials=True, execution=execution)
 
 
 @torch.no_grad()
@@ -87,6 +95,7 @@ def score(target: nn.Module, crafted: Evaluation, x: Tensor, y: Tensor,
     return Transfer(
         attack=crafted.attack,
         params=dict(crafted.params),
+        execution=dict(crafted.execution),
         n=len(x),
         clean_accuracy=torch.cat(clean).double().mean().item(),
         accuracy=torch.cat(robust).double().mean().item(),
@@ -96,13 +105,17 @@ def score(target: nn.Module, crafted: Evaluation, x: Tensor, y: Tensor,
         forwards=crafted.forwards,
         backwards=crafted.backwards,
         target_forwards=passes,
+        robust=torch.cat(robust),
     )
 
 
 def transfer(substitute: nn.Module, target: nn.Module, x: Tensor, y: Tensor, attack: Attack,
-             batch_size: int = 256, progress: bool = False) -> Transfer:
-    """Attack ``substitute`` white-box with ``attack`` and score the result on ``target``."""
-    crafted = craft(substitute, x, y, attack, batch_size=batch_size, progress=progress)
+             batch_size: int = 256, progress: bool = False,
+             execution: Execution | None = None) -> Transfer:
+    """Attack ``substitute`` white-box with ``attack`` (under ``execution``) and score the
+    result on ``target``."""
+    crafted = craft(substitute, x, y, attack, batch_size=batch_size, progress=progress,
+                    execution=execution)
     return score(target, crafted, x, y, batch_size=batch_size)
 
 

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from aerobust.attacks.base import attack_mode
 from aerobust.attacks.losses import margin as margin_loss
+from aerobust.attacks.runner import Execution
 from aerobust.audit.ladder import BUDGETS, Budget, Rung, build_rungs, curve_attacks, run_attack
 from aerobust.audit.probes import Probe, flagged_stages, is_random, run_probes, train_mode
 from aerobust.audit.stages import split
@@ -50,7 +51,8 @@ class Check:
 class Audit:
     """The audit of one model at one eps on fixed points. Accuracies are fractions in
     [0,1] of all ``n`` points (a point is robust when it is classified correctly clean
-    and under every attack), as in ``Evaluation``."""
+    and under every attack), as in ``Evaluation``. ``execution`` is what every attack of
+    the audit ran under (``Execution.record``), every default resolved."""
 
     eps: float
     n: int
@@ -72,6 +74,7 @@ class Audit:
     curve: list[dict[str, Any]]
     ledger: list[dict[str, Any]]
     seconds: float
+    execution: dict[str, Any]
     closed_by: str | None = None
     gap_threshold: float = 0.05
     notes: list[str] = field(default_factory=list)
@@ -136,8 +139,11 @@ def _check_inputs(model: nn.Module, x: Tensor, y: Tensor, eps: float, budget: st
 
 def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "standard",
           seed: int = 0, batch_size: int = 256, gap_threshold: float = 0.05,
-          alpha: float = 0.05, progress: bool = False) -> Audit:
-    """Audit ``model`` on ``(x, y)`` (pixels in [0,1]) at Linf radius ``eps``.
+          alpha: float = 0.05, progress: bool = False,
+          execution: Execution | None = None) -> Audit:
+    """Audit ``model`` on ``(x, y)`` (pixels in [0,1]) at Linf radius ``eps``, every
+    attack under ``execution`` (the default policy when None; resolved once, for the
+    largest batch, so the record is what ran).
 
     ``gap_threshold``: how far (fraction of points) the paper's attack may overstate
     robust accuracy before, if McNemar's test calls the gap significant at ``alpha``,
@@ -148,6 +154,8 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
     y = y.long()
     _check_inputs(model, x, y, eps, budget, device)
     plan = BUDGETS[budget]
+    largest = min(batch_size, len(x))
+    policy = (execution or Execution()).resolve(largest, device)
     start = time.perf_counter()
     torch.manual_seed(seed)
     as_given = train_mode(model)
@@ -171,10 +179,10 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         # per-point minimum over many noisy majorities would otherwise count lucky draws.
         confirm = _judge(model, 2 * draws) if random else None
         ledger, rung_rows, baseline_robust = _climb(rungs, x, y, correct, judge, confirm,
-                                                    batch_size, device, progress,
+                                                    batch_size, device, policy, progress,
                                                     plan.screen, seed)
         curve = _curve(model, x[: plan.curve_n], y[: plan.curve_n], eps, plan, seed, draws,
-                       classes, judge, batch_size, device, progress)
+                       classes, judge, batch_size, device, policy, progress)
     n = len(x)
     robust = torch.tensor([p["broken_by"] is None and p["clean_correct"] for p in ledger])
     closed = baseline_robust & ~robust
@@ -193,15 +201,16 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         baseline_interval=proportion_interval(int(baseline_robust.sum()), n),
         mcnemar_p=p_value, verdict=verdict, reasons=reasons, stages=stages.names,
         random=random, probes=probes, checks=checks, rungs=rung_rows, curve=curve,
-        ledger=ledger, seconds=time.perf_counter() - start, closed_by=closed_by,
+        ledger=ledger, seconds=time.perf_counter() - start,
+        execution=policy.record(largest, device), closed_by=closed_by,
         gap_threshold=gap_threshold,
         notes=[f"BPDA through {', '.join(flagged)}"] * bool(flagged)
         + [f"randomised model: success is a majority of {draws} draws"] * random)
 
 
 def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
-           confirm: Any, batch_size: int, device: torch.device, progress: bool,
-           screen: int | None, seed: int
+           confirm: Any, batch_size: int, device: torch.device, execution: Execution,
+           progress: bool, screen: int | None, seed: int
            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Tensor]:
     """Run the rungs in order, each on the points still robust (the baseline on every
     clean-correct point, so the paired comparison is on the same points); a screened
@@ -218,7 +227,7 @@ def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
     def attack(rung: Rung, todo: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Attack the points ``todo``; book what it breaks; its breaks on ``todo``."""
         hit, gaps, sizes, adv, fw, bw, secs = run_attack(
-            rung.attack, rung.model, x[todo], y[todo], judge, batch_size, device,
+            rung.attack, rung.model, x[todo], y[todo], judge, batch_size, device, execution,
             rung.name, progress)
         if confirm is not None and bool(hit.any()):
             claimed = hit.nonzero().squeeze(1)
@@ -272,7 +281,7 @@ def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
 
 def _curve(model: nn.Module, x: Tensor, y: Tensor, eps: float, plan: Budget, seed: int,
            draws: int, classes: int, judge: Any, batch_size: int, device: torch.device,
-           progress: bool
+           execution: Execution, progress: bool
            ) -> list[dict[str, Any]]:
     """Robust accuracy of the cheap cascade (APGD-CE, then APGD-DLR) on the model as it
     is, over eps/4 ... a large eps: the curve AutoAttack's and Carlini's checks read."""
@@ -288,7 +297,7 @@ def _curve(model: nn.Module, x: Tensor, y: Tensor, eps: float, plan: Budget, see
             if len(todo) == 0:
                 break
             hit = run_attack(attack, model, x[todo], y[todo], judge, batch_size, device,
-                             f"eps {e:.3g}", progress)[0]
+                             execution, f"eps {e:.3g}", progress)[0]
             robust[todo[hit]] = False
         rows.append({"eps": e, "robust_accuracy": float(robust.double().mean()),
                      "n": len(x)})

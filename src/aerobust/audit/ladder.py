@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from aerobust.attacks import APGD, PGD, Attack, Square
 from aerobust.attacks.base import attack_mode
+from aerobust.attacks.runner import Execution
 from aerobust.audit.stages import Stages
 
 
@@ -163,11 +164,12 @@ Judge = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
 def run_attack(attack: Attack, model: nn.Module, x: Tensor, y: Tensor, judge: Judge,
-               batch_size: int, device: torch.device, desc: str, progress: bool
-               ) -> tuple[Tensor, Tensor, Tensor, Tensor, int, int, float]:
-    """``attack`` on ``model`` over ``(x, y)`` in batches; every adversarial judged by
-    ``judge`` (the audited model). Returns fooled, margin and Linf size per point and
-    the adversarials (on the CPU), the attack's passes and its seconds."""
+               batch_size: int, device: torch.device, execution: Execution, desc: str,
+               progress: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, int, int, float]:
+    """``attack`` on ``model`` over ``(x, y)`` in batches, under ``execution``; every
+    adversarial judged by ``judge`` (the audited model). Returns fooled, margin and Linf
+    size per point and the adversarials (on the CPU), the attack's passes and its
+    seconds."""
     fooled, margins, linf, advs = [], [], [], []
     forwards = backwards = 0
     start = time.perf_counter()
@@ -175,7 +177,7 @@ def run_attack(attack: Attack, model: nn.Module, x: Tensor, y: Tensor, judge: Ju
                                   disable=not progress, dynamic_ncols=True) as bar:
         for i in range(0, len(x), batch_size):
             xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
-            result = attack(model, xb, yb)
+            result = attack(model, xb, yb, execution=execution)
             forwards += result.forwards
             backwards += result.backwards
             hit, gap = judge(result.x_adv, yb)

@@ -8,7 +8,8 @@ import pytest
 
 from aerobust.cli import main
 from aerobust.errors import UserError
-from aerobust.experiments import ExperimentConfig, Workspace, cell_count, run_experiment
+from aerobust.experiments import ExperimentConfig, Workspace, run_experiment
+from aerobust.report import write_experiment
 from aerobust.training import RunStore
 from tests.conftest import make_dataset
 
@@ -32,8 +33,9 @@ def test_table1_rows_markdown_and_cached_cells(tmp_path: Path, npz: str) -> None
     ws = Workspace(_config(npz), RunStore(tmp_path / "store"), "cpu", progress=False)
     seen: list[dict] = []
     ws.on_cell = seen.append
-    rows, paths = run_experiment("table1", ws, tmp_path / "out")
-    assert len(rows) == len(seen) == cell_count("table1", ws)
+    rows = run_experiment("table1", ws, tmp_path / "out")
+    paths = write_experiment(tmp_path / "out", "table1")
+    assert len(rows) == len(seen) == len(ws.cells("table1"))
     assert len(rows) == 2 * 7
     keys = {(r["variant"], r["attack"], r["eps"]) for r in rows}
     assert ("AE-C", "pgd", 80) in keys and ("C", "deepfool", None) in keys
@@ -46,14 +48,20 @@ def test_table1_rows_markdown_and_cached_cells(tmp_path: Path, npz: str) -> None
         assert by[(variant, "fgsm", 80)]["accuracy"] <= by[(variant, "fgsm", 20)]["accuracy"]
         assert by[(variant, "cw", None)]["n"] == 8
     for r in rows:
-        assert r["data_checksum"] == ws.dataset.checksum and r["config_hash"]
+        assert r["data_checksum"] == ws.dataset.checksum and r["key"] and r["seed"] == 0
         assert {"torch", "aerobust"} <= set(r["versions"])
+        assert r["code"]["trainer"].startswith("0.") and r["spec"]["coords"]["seed"] == 0
     md = Path(paths["md"]).read_text()
     assert "| PGD | 80 |" in md and "AE-C" in md
-    assert json.loads(Path(paths["json"]).read_text())["rows"] == rows
+    saved = json.loads((tmp_path / "out" / "table1.json").read_text())
+    assert saved["rows"] == rows
+    # the resolved config, never None for "the default"
+    assert saved["config"]["cw_binary_steps"] == 2 and saved["config"]["n_eval"] == 24
+    assert saved["config"]["eps"] == [20.0, 80.0]
+    assert [k for k, v in saved["config"].items() if v is None] == ["data_dir"]
     assert Path(paths["csv"]).read_text().count("\n") == len(rows) + 1
     # a second run reads the cells back instead of attacking again
-    again, _ = run_experiment("table1", ws, tmp_path / "out")
+    again = run_experiment("table1", ws, tmp_path / "out")
     assert [r["cell_seconds"] for r in again] == [r["cell_seconds"] for r in rows]
 
 
@@ -61,8 +69,8 @@ def test_changed_setting_does_not_reuse_cells(tmp_path: Path, npz: str) -> None:
     store = RunStore(tmp_path / "store")
     a = Workspace(_config(npz, eps=(10,)), store, "cpu", progress=False)
     b = Workspace(_config(npz, eps=(10,), pgd_steps=7), store, "cpu", progress=False)
-    rows_a, _ = run_experiment("table1", a, tmp_path / "out")
-    rows_b, _ = run_experiment("table1", b, tmp_path / "out")
+    rows_a = run_experiment("table1", a, tmp_path / "out")
+    rows_b = run_experiment("table1", b, tmp_path / "out")
     pgd_a = next(r for r in rows_a if r["attack"] == "pgd")
     pgd_b = next(r for r in rows_b if r["attack"] == "pgd")
     assert pgd_a["params"]["steps"] == 5 and pgd_b["params"]["steps"] == 7
@@ -77,6 +85,10 @@ def test_config_validation() -> None:
         ExperimentConfig(audit_budget="fast")
     with pytest.raises(UserError, match="audit_n"):
         ExperimentConfig(audit_n=0)
+    with pytest.raises(UserError, match="seeds"):
+        ExperimentConfig(seeds=0)
+    with pytest.raises(UserError, match="temperature must be > 0"):
+        ExperimentConfig(temperature=0.0)
 
 
 def test_attack_command_on_c_and_ae_c(tmp_path: Path, npz: str, capsys) -> None:
@@ -91,7 +103,7 @@ def test_attack_command_on_c_and_ae_c(tmp_path: Path, npz: str, capsys) -> None:
     assert main([*base, "--attack", "fgsm", "--eps", "51"]) == 0
     c = json.loads(capsys.readouterr().out)
     assert c["params"]["eps"] == pytest.approx(0.2) and c["model"] == "C"
-    assert main([*base, "--attack", "fgsm", "--eps", "0.2", "--eps-float", "--ae", ae]) == 0
+    assert main([*base, "--attack", "fgsm", "--eps", "51", "--ae", ae]) == 0
     ae_c = json.loads(capsys.readouterr().out)
     assert ae_c["model"] == "AE-C" and ae_c["params"]["eps"] == pytest.approx(0.2)
     assert main([*base, "--attack", "pgd", "--eps", "20", "--steps", "3",
@@ -103,7 +115,6 @@ def test_attack_command_on_c_and_ae_c(tmp_path: Path, npz: str, capsys) -> None:
 @pytest.mark.parametrize("extra,message", [
     (["--attack", "jsma", "--eps", "8"], "unknown attack"),
     (["--attack", "fgsm", "--eps", "300"], "[0, 255]"),
-    (["--attack", "fgsm", "--eps", "2", "--eps-float"], "[0, 1]"),
     (["--attack", "fgsm"], "needs --eps"),
     (["--attack", "cw", "--eps", "8"], "minimum-norm"),
     (["--attack", "pgd", "--eps", "8", "--steps", "0"], "steps"),
@@ -128,4 +139,5 @@ def test_experiment_command_writes_outputs(tmp_path: Path, npz: str, capsys) -> 
     out = capsys.readouterr().out
     assert code == 0 and "Table 1" in out
     assert (tmp_path / "out" / "table1.md").is_file()
+    assert (tmp_path / "out" / "table1.csv").is_file()
     assert main(["experiment", "table1", "--dataset", npz, "--eps", "1,x"]) == 2

@@ -10,7 +10,9 @@ import pytest
 from torch import nn
 
 from aerobust.cli import main
-from aerobust.experiments import ExperimentConfig, Workspace, cell_count, run_experiment, table2
+from aerobust.experiments import ExperimentConfig, Workspace, run_experiment
+from aerobust.experiments.recipes import substitute, variant
+from aerobust.report import write_experiment
 from aerobust.training import RunStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -31,37 +33,42 @@ def _separate(a: nn.Module, b: nn.Module) -> bool:
 
 def test_substitutes_are_separate_models(tiny_npz: str, shared_store: RunStore) -> None:
     ws = _ws(tiny_npz, shared_store)
-    targets = table2.targets(ws)
-    for kind in table2.KINDS:
-        for variant, (target, runs) in targets.items():
-            sub, sub_runs = table2.substitute(ws, kind, variant, target, runs)
+    ctx = ws.context
+    for kind in ("different", "same"):
+        for name in ("C", "AE-C"):
+            target_spec = variant(ws.setup, name, 0)
+            sub_spec = substitute(ws.setup, kind, target_spec, 0)
+            target, sub = ctx.model(target_spec), ctx.model(sub_spec)
             assert _separate(sub, target)
+            runs, sub_runs = ctx.runs_of(target_spec), ctx.runs_of(sub_spec, "substitute_")
             assert sub_runs["substitute_classifier_run"] != runs["classifier_run"]
-            if variant == "AE-C":
+            arch = ws.runs[sub_runs["substitute_classifier_run"]].spec.arch
+            assert arch == ("lenet-substitute" if kind == "different" else "lenet5")
+            if name == "AE-C":
                 assert _separate(sub.autoencoder, target.autoencoder)
                 assert sub_runs["substitute_autoencoder_run"] != runs["autoencoder_run"]
-                arch = ws.runs[sub_runs["substitute_classifier_run"]].spec.arch
-                assert arch == ("lenet-substitute" if kind == "different" else "lenet5")
 
 
 def test_substitute_on_target_labels_and_own_epochs(tiny_npz: str,
-                                                               shared_store: RunStore) -> None:
+                                                    shared_store: RunStore) -> None:
     ws = _ws(tiny_npz, shared_store, substitute_labels="target", substitute_epochs=2)
-    target, runs = table2.targets(ws)["C"]
-    _, sub_runs = table2.substitute(ws, "same", "C", target, runs)
+    target = variant(ws.setup, "C", 0)
+    sub_runs = ws.context.runs_of(substitute(ws.setup, "same", target, 0), "substitute_")
+    runs = ws.context.runs_of(target)
     spec = ws.runs[sub_runs["substitute_classifier_run"]].spec
     assert spec.data_checksum != ws.dataset.checksum
     assert spec.epochs == 2 and ws.runs[runs["classifier_run"]].spec.epochs == 1
-    truth = ws.train("lenet5", ws.config.seed + 1)
-    assert truth.path.name != sub_runs["substitute_classifier_run"]
+    # the row records the resolved value, never "the default"
+    assert _ws(tiny_npz, shared_store).config.substitute_epochs == 1
 
 
 def test_table2_end_to_end(tmp_path: Path, tiny_npz: str, shared_store: RunStore) -> None:
     ws = _ws(tiny_npz, shared_store)
     seen: list[dict] = []
     ws.on_cell = seen.append
-    rows, paths = run_experiment("table2", ws, tmp_path / "out")
-    assert len(rows) == len(seen) == cell_count("table2", ws)
+    rows = run_experiment("table2", ws, tmp_path / "out")
+    paths = write_experiment(tmp_path / "out", "table2")
+    assert len(rows) == len(seen) == len(ws.cells("table2"))
     assert len(rows) == 2 * 2 * 2 * 2
     by = {(r["substitute"], r["variant"], r["attack"], r["eps"]): r for r in rows}
     assert by[("same", "AE-C", "pgd", 80)]["paper"] == 71.90
@@ -71,9 +78,10 @@ def test_table2_end_to_end(tmp_path: Path, tiny_npz: str, shared_store: RunStore
         assert 0 <= r["substitute_accuracy"] <= r["substitute_clean_accuracy"]
         if r["attack"] == "pgd":
             assert r["params"]["keep"] == "last" and r["params"]["steps"] == 2
+        assert r["seed"] == 0 and len(r["points"]) == round(r["accuracy"] * 12 / 100)
     md = Path(paths["md"]).read_text()
-    assert "(a) substitute of another architecture" in md and "| PGD | 80 |" in md
-    again, _ = run_experiment("table2", ws, tmp_path / "out")
+    assert "Substitute of another architecture" in md and "| PGD | 80 |" in md
+    again = run_experiment("table2", ws, tmp_path / "out")
     assert [r["cell_seconds"] for r in again] == [r["cell_seconds"] for r in rows]
 
 
@@ -81,14 +89,15 @@ def test_figure2_end_to_end(tmp_path: Path, tiny_npz: str, shared_store: RunStor
     ws = _ws(tiny_npz, shared_store)
     seen: list[dict] = []
     ws.on_cell = seen.append
-    rows, paths = run_experiment("figure2", ws, tmp_path / "out")
-    assert len(rows) == len(seen) == cell_count("figure2", ws)
+    rows = run_experiment("figure2", ws, tmp_path / "out")
+    paths = write_experiment(tmp_path / "out", "figure2")
+    assert len(rows) == len(seen) == len(ws.cells("figure2"))
     assert len(rows) == 2 * 6 * 2 * 2
     by = {(r["box"], r["variant"], r["attack"], r["eps"]): r for r in rows}
-    for (box, variant, attack, eps), r in by.items():
+    for (box, name, attack, eps), r in by.items():
         if eps == 0:  # no perturbation: the clean accuracy
             assert r["accuracy"] == r["clean_accuracy"]
-        assert r["accuracy"] <= by[(box, variant, attack, 0)]["accuracy"]
+        assert r["accuracy"] <= by[(box, name, attack, 0)]["accuracy"]
     # C, C+T and C+GCE are attacked from one CE substitute, crafted once
     subs = {by[("black", v, "pgd", 40)]["substitute_classifier_run"]
             for v in ("C", "C+T", "C+GCE")}
@@ -100,10 +109,10 @@ def test_figure2_end_to_end(tmp_path: Path, tiny_npz: str, shared_store: RunStor
     assert specs["C"].loss == "ce"
     assert specs["C+T"].loss_kwargs == {"temperature": 2.5}
     assert specs["(AE-C)+GCE"].loss == "gce"
-    png = (tmp_path / "out" / "figure2.png").read_bytes()
+    png = paths["figure2_out"].read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     md = Path(paths["md"]).read_text()
-    assert "(AE-C)+GCE" in md and "Black-box" in md
+    assert "Fig. 2" in md and "figure2_out.png" in md
 
 
 def test_table4_and_command_line(tmp_path: Path, tiny_npz: str, shared_store: RunStore,
@@ -115,7 +124,7 @@ def test_table4_and_command_line(tmp_path: Path, tiny_npz: str, shared_store: Ru
     rows = json.loads(capsys.readouterr().out)["rows"]
     by = {(r["variant"], r["target"]): r for r in rows}
     ws = _ws(tiny_npz, shared_store)
-    assert len(rows) == 6 == cell_count("table4", ws)
+    assert len(rows) == 6 == len(ws.cells("table4"))
     assert all(r["gradient_amplitude"] > 0 for r in rows)
     assert by[("C", "true")]["paper"] == 8.9e-4 and by[("C", "loss")]["paper"] is None
     assert "AE-C / C" in (tmp_path / "table4.md").read_text()

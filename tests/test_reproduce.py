@@ -189,3 +189,68 @@ def test_missing_data_says_how_to_get_it(tmp_path: Path, capsys) -> None:
                  "--out", str(tmp_path / "out"), "--quiet"])
     assert code == 2
     assert "aerobust data download mnist" in capsys.readouterr().err
+
+
+def test_plan_lists_every_cell_the_run_computes(tmp_path: Path, tiny_npz: str,
+                                                reference: Path, capsys) -> None:
+    """The plan, made before anything runs, is the run: same cells, same keys."""
+    capsys.readouterr()
+    assert main([*_command(tiny_npz, tmp_path / "fresh", tmp_path / "store"), "--plan",
+                 "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    cells = planned["cells"]
+    assert planned["count"] == len(cells) and not any(c["cached"] for c in cells)
+    assert not (tmp_path / "fresh").exists() and not (tmp_path / "store").exists()
+    computed = {p.stem for p in reference.glob("d/cells/*/*.json")}
+    assert {c["key"] for c in cells} == computed and len(cells) == len(computed)
+    pgd = next(c for c in cells if c["coords"].get("attack") == "pgd"
+               and c["experiment"] == "table1")
+    # fully resolved: the attack's own defaults, the seed, the images, the code version
+    assert pgd["params"]["attack"]["params"]["steps"] == 2
+    assert pgd["params"]["attack"]["params"]["seed"] == 0 and pgd["params"]["n"] == 12
+    assert set(pgd["code"]) == {"trainer", "attack:pgd", "metrics"}
+    assert main([*_command(tiny_npz, reference, tmp_path / "store"), "--plan"]) == 0
+    assert f"total: {len(cells)} cells, {len(cells)} cached" in capsys.readouterr().out
+
+
+def test_a_changed_attack_recomputes_exactly_its_cells(
+        tmp_path: Path, tiny_npz: str, reference: Path, monkeypatch) -> None:
+    import shutil
+
+    from aerobust.experiments import spec
+
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    store = reference.parent / "store"
+    before = {p.stem: json.loads(p.read_text()) for p in out.glob("d/cells/*/*.json")}
+    real = spec.code_version
+    monkeypatch.setattr(spec, "code_version",
+                        lambda c: real(c) + ("-changed" if c == "attack:cw" else ""))
+    assert main(_command(tiny_npz, out, store)) == 0
+    after = {p.stem: json.loads(p.read_text()) for p in out.glob("d/cells/*/*.json")}
+    new = [after[k] for k in set(after) - set(before)]
+    # table1's CW rows of C and AE-C: the only cells that use CW
+    assert sorted((r["experiment"], r["variant"], r["attack"]) for r in new) == [
+        ("table1", "AE-C", "cw"), ("table1", "C", "cw")]
+    assert all(r["code"]["attack:cw"].endswith("-changed") for r in new)
+    rows = json.loads((out / "d" / "table1.json").read_text())["rows"]
+    assert {r["key"] for r in rows if r["attack"] == "cw"} == {r["key"] for r in new}
+
+
+def test_seeds_give_every_table_its_spread(tmp_path: Path, tiny_npz: str) -> None:
+    """--seeds 2: every model trained and attacked twice; tables show mean +- std, the
+    figure draws a band, the paired comparisons use the two seeds."""
+    out = tmp_path / "out"
+    assert main(_command(tiny_npz, out, tmp_path / "store", "--only", "table1,figure4",
+                         "--seeds", "2")) == 0
+    rows = json.loads((out / "d" / "table1.json").read_text())["rows"]
+    assert sorted({r["seed"] for r in rows}) == [0, 1] and len(rows) == 2 * 2 * 7
+    runs = {r["seed"]: r["classifier_run"] for r in rows if r["variant"] == "C"}
+    assert runs[0] != runs[1]
+    md = (out / "report.md").read_text()
+    table1 = md.split("## Table 1")[1].split("## Table 2")[0]
+    assert "Mean ± std over 2 seeds" in table1
+    assert all(" ± " in line for line in table1.splitlines() if line.startswith("| FGSM"))
+    assert "AE-C minus C" in table1 and "95% intervals are Student's t" in table1
+    part = json.loads((out / "d" / "part.json").read_text())
+    assert part["seeds"] == 2

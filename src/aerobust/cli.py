@@ -161,18 +161,17 @@ def _param(text: str) -> tuple[str, Any]:
         return name.replace("-", "_"), value
 
 
-def _eps(args: argparse.Namespace) -> float | None:
-    """--eps in 0-255 pixel units (the paper's), or in [0,1] with --eps-float."""
-    if args.eps is None:
+def _eps(value: float | None) -> float | None:
+    """``--eps`` in 0-255 pixel units (the paper's, and every command's) as [0,1]."""
+    if value is None:
         return None
-    if args.eps_float:
-        if not 0 <= args.eps <= 1:
-            raise UserError(f"--eps {args.eps} with --eps-float must be in [0, 1]")
-        return args.eps
-    if not 0 <= args.eps <= 255:
-        raise UserError(f"--eps {args.eps} must be in [0, 255] pixel units "
-                        "(use --eps-float for [0,1] units)")
-    return args.eps / 255
+    if not 0 <= value <= 255:
+        raise UserError(f"--eps {value:g} must be in [0, 255] pixel units")
+    if 0 < value < 1:
+        print(f"aerobust: note: --eps {value:g} is in 0-255 pixel units ({value:g}/255 = "
+              f"{value / 255:.4g}); for {value:g} in [0,1] units give --eps "
+              f"{value * 255:g}", file=sys.stderr)
+    return value / 255
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
@@ -182,7 +181,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
     from aerobust.models import AEClassifier, load_model
 
     params = dict(_param(p) for p in args.param)
-    eps = _eps(args)
+    eps = _eps(args.eps)
     if args.attack.lower() in ("cw", "deepfool"):
         if eps is not None:
             raise UserError(f"{args.attack} is a minimum-norm attack: --eps does not apply")
@@ -260,10 +259,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
 
     if args.ae is not None and args.defense is not None:
         raise UserError("give --ae or --defense, not both")
-    eps = args.eps
-    if not 0 <= eps <= 1:
-        hint = f" (did you mean {eps:g}/255 = {eps / 255:.4g}?)" if 1 < eps <= 255 else ""
-        raise UserError(f"--eps {eps:g} must be in [0, 1] pixel units{hint}")
+    eps = _eps(args.eps)
     device = resolve_device(args.device)
     dataset = load_dataset(args.dataset, args.data_dir)
     clf_path = _checkpoint_path(args.classifier)
@@ -305,7 +301,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
         f"verdict: {result.verdict}",
         f"robust accuracy: {result.robust_accuracy:.4f} audited, "
         f"{result.baseline_robust_accuracy:.4f} under PGD on CE (clean "
-        f"{result.clean_accuracy:.4f}, {n} points, eps {eps:.4g})",
+        f"{result.clean_accuracy:.4f}, {n} points, eps {args.eps:g}/255)",
         *(f"- {r}" for r in result.reasons),
         *([f"wrote {args.out}/audit.json, audit.md, audit.html"] if args.out else [])])
 
@@ -321,46 +317,39 @@ def _experiment_config(args: argparse.Namespace, **fixed: Any) -> Any:
     """The ExperimentConfig the experiment options describe; ``fixed`` (a preset's
     settings) fills what the user left unset."""
     from aerobust.experiments import ExperimentConfig
+    from aerobust.experiments.config import option_fields
 
-    given = {
-        "dataset": args.dataset,
-        "data_dir": None if args.data_dir is None else str(args.data_dir),
-        "classifier": args.classifier, "classifier_epochs": args.classifier_epochs,
-        "ae_epochs": args.ae_epochs, "eps": _numbers("--eps", args.eps), "n_eval": args.n,
-        "n_cw": args.n_cw, "cw_steps": args.cw_steps, "cw_binary_steps": args.cw_binary_steps,
-        "pgd_steps": args.pgd_steps, "pgd_restarts": args.pgd_restarts, "seed": args.seed,
-        "batch_size": args.batch_size, "substitute_labels": args.substitute_labels,
-        "transfer_keep": args.transfer_keep, "temperature": args.temperature,
-        "gce_alpha": args.gce_alpha, "eps_sweep": _numbers("--eps-sweep", args.eps_sweep),
-        "masking_n": args.masking_n, "masking_pgd_steps": args.masking_pgd_steps,
-        "substitute_epochs": args.substitute_epochs,
-        "lambdas": _numbers("--lambdas", args.lambdas),
-        "gammas": _numbers("--gammas", args.gammas), "sweep_attack": args.sweep_attack,
-        "audit_budget": args.audit_budget, "audit_n": args.audit_n,
-    }
-    if given["gammas"] is not None:
-        if any(g != int(g) for g in given["gammas"]):
-            raise UserError(f"--gammas {args.gammas!r}: expected whole numbers")
-        given["gammas"] = tuple(int(g) for g in given["gammas"])
-    settings = {**fixed, **{k: v for k, v in given.items() if v is not None}}
-    return ExperimentConfig(**settings)
+    given: dict[str, Any] = {}
+    for f in option_fields():
+        value = getattr(args, f.name)
+        if value is not None and str(f.type).startswith("tuple"):
+            value = _numbers("--" + f.name.replace("_", "-"), value)
+        if value is not None:
+            given[f.name] = value
+    settings = {**fixed, **given}
+    return ExperimentConfig(dataset=args.dataset,
+                            data_dir=None if args.data_dir is None else str(args.data_dir),
+                            **settings)
 
 
 def cmd_experiment(args: argparse.Namespace) -> None:
     from aerobust.experiments import Workspace, run_experiment
+    from aerobust.report import write_experiment
     from aerobust.training import RunStore
 
     config = _experiment_config(args)
     ws = Workspace(config, RunStore(args.store), device=args.device, progress=not args.quiet)
     out = args.out or Path("results") / ws.dataset.name.replace(":", "-").replace("/", "_")
-    rows, paths = run_experiment(args.name, ws, out)
+    rows = run_experiment(args.name, ws, out)
+    paths = {"json": str(out / f"{args.name}.json"),
+             **{k: str(v) for k, v in write_experiment(out, args.name).items()}}
     text = Path(paths["md"]).read_text()
     _emit(args, {"outputs": paths, "rows": rows}, [text, *(f"wrote {p}" for p in paths.values())])
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from aerobust.experiments.presets import parts
-    from aerobust.reproduce import PartPlan, command_line, reproduce
+    from aerobust.reproduce import PartPlan, command_line, plan, reproduce
     from aerobust.training import RunStore
 
     experiments = (EXPERIMENT_NAMES if args.only is None
@@ -374,6 +363,17 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         args.dataset = part.dataset
         plans.append(PartPlan(part.name, _experiment_config(args, **part.settings)))
     out = args.out or Path("results") / args.preset
+    if args.plan:
+        cells = plan(plans, experiments, out)
+        counts: dict[tuple[str, str], list[int]] = {}
+        for cell in cells:
+            count = counts.setdefault((cell["part"], cell["experiment"]), [0, 0])
+            count[0] += 1
+            count[1] += cell["cached"]
+        lines = [f"{p}/{e}: {n} cells, {c} cached" for (p, e), (n, c) in counts.items()]
+        lines.append(f"total: {len(cells)} cells, {sum(c['cached'] for c in cells)} cached")
+        _emit(args, {"out": str(out), "cells": cells, "count": len(cells)}, lines)
+        return
     paths = reproduce(plans, experiments, out, preset=args.preset, command=command_line(),
                       store=RunStore(args.store), device=args.device, jobs=args.jobs,
                       progress=not args.quiet)
@@ -394,65 +394,37 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def _experiment_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``experiment`` and ``reproduce``; None means: the preset's, else
-    ExperimentConfig's default."""
-    from aerobust.models import CLASSIFIERS
+    """Options shared by ``experiment`` and ``reproduce``, one per field of
+    ExperimentConfig, from the field's own help, units, range and the profiles'
+    defaults. Unset (None): the preset's value, else the data family's profile."""
+    from aerobust.experiments.config import GROUPS, option_fields, profile_default
 
-    p.add_argument("--classifier", default=None, choices=CLASSIFIERS,
-                   help="default: lenet5 for grey data, vgg16 for colour data")
-    p.add_argument("--classifier-epochs", type=int, default=None)
-    p.add_argument("--ae-epochs", type=int, default=None)
-    p.add_argument("--eps", default=None,
-                   help="comma-separated epsilons in 0-255 units (default: the paper's)")
-    p.add_argument("--n", type=int, default=None, help="test images (default: all)")
-    p.add_argument("--n-cw", type=int, default=None, help="test images for CW (default 1000)")
-    p.add_argument("--cw-steps", type=int, default=None,
-                   help="CW iterations per binary-search step (default 1000; 100 on digits)")
-    p.add_argument("--cw-binary-steps", type=int, default=None,
-                   help="CW binary-search steps over c (default 9; 5 on digits)")
-    p.add_argument("--pgd-steps", type=int, default=None, help="default 40")
-    p.add_argument("--pgd-restarts", type=int, default=None, help="default 1")
-    p.add_argument("--batch-size", type=int, default=None, help="default 256")
-    p.add_argument("--seed", type=int, default=None, help="default 0")
-    masking = p.add_argument_group("gradient-masking checks (table2, figure2)")
-    masking.add_argument("--masking-n", type=int, default=None,
-                         help="test images (default: 100 on digits, else --n)")
-    masking.add_argument("--masking-pgd-steps", type=int, default=None,
-                         help="PGD steps (default: 10 on digits, else --pgd-steps)")
-    masking.add_argument("--substitute-labels", default=None, choices=("true", "target"),
-                         help="train substitutes on the true labels (default) or on the "
-                              "target's predictions")
-    masking.add_argument("--substitute-epochs", type=int, default=None,
-                         help="training epochs of the substitutes (classifier and AE; "
-                              "default: as many as the targets)")
-    masking.add_argument("--transfer-keep", default=None, choices=("first", "last"),
-                         help="PGD iterate to transfer (default: last)")
-    masking.add_argument("--eps-sweep", default=None,
-                         help="figure2 epsilons, comma-separated 0-255 units "
-                              "(default: 0,10,20,30,40,60,80 grey; 0,1,2,4,6,8,10 colour)")
-    masking.add_argument("--temperature", type=float, default=None,
-                         help="T of C+T, in training only (default 2.5)")
-    masking.add_argument("--gce-alpha", type=float, default=None,
-                         help="alpha of C+GCE (default 1/3)")
-    robust = p.add_argument_group("robust features (table3, figure4)")
-    robust.add_argument("--lambdas", default=None,
-                        help="table3 (a) weights of the reconstruction loss (default 0,1,4)")
-    robust.add_argument("--gammas", default=None,
-                        help="table3 (b) reconstruction steps per CE step (default 0,1,2)")
-    robust.add_argument("--sweep-attack", default=None, choices=("fgsm", "pgd"),
-                        help="figure4's attack over the eps sweep (default pgd)")
-    audited = p.add_argument_group("the paper, audited (audit)")
-    audited.add_argument("--audit-budget", default=None, choices=("quick", "standard",
-                                                                  "thorough"),
-                         help="attack-ladder budget (default: quick on digits, else standard)")
-    audited.add_argument("--audit-n", type=int, default=None,
-                         help="test images audited (default: 100 on digits, else 1000; at "
-                              "most --n)")
+    groups = {name: p.add_argument_group(title) for name, title in GROUPS.items()}
+    for f in option_fields():
+        meta = f.metadata
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        several = str(f.type).startswith("tuple")
+        kind = str if several or meta["choices"] else int if meta["integer"] else float
+        groups[meta["group"]].add_argument(
+            flag, dest=f.name, type=kind, default=None,
+            choices=None if several else meta["choices"],
+            metavar="A,B,..." if several else None,
+            help=f"{meta['help']}{' (comma-separated)' if several else ''}; default: "
+                 f"{profile_default(f.name)}")
+
+
+def _per_family(setting: str, scale: float = 1) -> str:
+    """A PGD-training default as help text: "76.5 grey, 8 colour" (from the defaults)."""
+    from aerobust.training.defaults import ADVERSARIAL_DEFAULTS
+
+    return ", ".join(f"{ADVERSARIAL_DEFAULTS[family][setting] * scale:.4g} {name}"
+                     for family, name in (("mnist", "grey"), ("cifar", "colour")))
 
 
 def build_parser() -> argparse.ArgumentParser:
     from aerobust import __version__
     from aerobust.models import AUTOENCODERS, CLASSIFIERS
+    from aerobust.training.losses import loss_kwargs
 
     parser = _Parser(prog="aerobust", description=__doc__)
     parser.add_argument("--version", action="version", version=f"aerobust {__version__}")
@@ -476,9 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="ce (default); temperature: CE of logits/T in training only "
                                 "(C+T); gce: Guided Complement Entropy alone (C+GCE)")
             p.add_argument("--temperature", type=float, default=None,
-                           help="T for --loss temperature (default 2.5)")
+                           help="T for --loss temperature (default "
+                                f"{loss_kwargs('temperature')['temperature']:g})")
             p.add_argument("--gce-alpha", type=float, default=None,
-                           help="guiding exponent for --loss gce (default 1/3)")
+                           help="guiding exponent for --loss gce (default "
+                                f"{loss_kwargs('gce')['alpha']:.4g})")
             p.add_argument("--gce-normalizer", default=None, choices=("k-1", "k"),
                            help="GCE divides by log(K-1) (default, the paper) or log K "
                                 "(the authors' code)")
@@ -487,14 +461,15 @@ def build_parser() -> argparse.ArgumentParser:
             adv.add_argument("--adversarial", choices=("pgd",), default=None,
                              help="train on PGD examples against the model being trained")
             adv.add_argument("--eps", type=float, default=None,
-                             help="0-255 pixel units (default: 76.5 = 0.3 grey, 8 colour)")
+                             help=f"0-255 pixel units (default: {_per_family('eps', 255)})")
             adv.add_argument("--steps", type=int, default=None,
-                             help="PGD steps (default: 40 grey, 7 colour)")
+                             help=f"PGD steps (default: {_per_family('steps')})")
             adv.add_argument("--step-size", type=float, default=None,
-                             help="0-255 pixel units (default: 2.55 = 0.01 grey, 2 colour)")
+                             help="0-255 pixel units (default: "
+                                  f"{_per_family('step_size', 255)})")
             adv.add_argument("--ramp-epochs", type=float, default=None,
                              help="eps and step size grow linearly to full over this many "
-                                  "epochs (default: 5 grey, 0 colour)")
+                                  f"epochs (default: {_per_family('ramp_epochs')})")
         if what == "latent":
             p.add_argument("--method", default="regularization",
                            choices=("regularization", "alternating"),
@@ -517,7 +492,6 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--attack", required=True, help="fgsm, pgd, cw or deepfool")
     att.add_argument("--eps", type=float, default=None,
                      help="perturbation budget in 0-255 pixel units, as in the paper (fgsm, pgd)")
-    att.add_argument("--eps-float", action="store_true", help="read --eps in [0,1] units")
     att.add_argument("--steps", type=int, default=None, help="iterations (pgd, cw, deepfool)")
     att.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="any other attack parameter, e.g. restarts=5 (repeatable)")
@@ -533,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--defense", default=None, metavar="FILE.py:NAME",
                      help="your preprocessing: an nn.Module (or a factory) in a Python file")
     aud.add_argument("--eps", type=float, required=True,
-                     help="Linf radius in [0,1] pixel units (0.3 = 76.5/255)")
+                     help="Linf radius in 0-255 pixel units, as in the paper (76.5 = 0.3)")
     aud.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
     aud.add_argument("--budget", default="standard", choices=("quick", "standard", "thorough"))
     aud.add_argument("--seed", type=int, default=0)
@@ -567,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output folder (default results/<preset>)")
     rep.add_argument("--jobs", type=int, default=1,
                      help="experiments run in this many processes at once (default 1)")
+    rep.add_argument("--plan", action="store_true",
+                     help="list the cells the run would compute or reuse (with --json: "
+                          "each with its key and resolved spec) and stop")
     _experiment_options(rep)
     _common(rep, data=False, store=True)
     rep.set_defaults(func=cmd_reproduce)

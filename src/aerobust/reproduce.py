@@ -37,13 +37,7 @@ from tqdm.auto import tqdm
 from aerobust import atomic
 from aerobust.allocator import allocator_settings, retain_freed_memory
 from aerobust.errors import UserError
-from aerobust.experiments import (
-    EXPERIMENTS,
-    ExperimentConfig,
-    Workspace,
-    cell_count,
-    run_experiment,
-)
+from aerobust.experiments import EXPERIMENTS, ExperimentConfig, Workspace, run_experiment
 from aerobust.experiments.examples import write_examples
 from aerobust.provenance import library_versions
 from aerobust.training import RunStore
@@ -108,11 +102,13 @@ def _sessions(previous: dict[str, Any], configs: dict[str, str]) -> list[dict[st
     return [s for s in previous.get("sessions", []) if s.get("configs") == configs]
 
 
-def _is_done(part_dir: Path, part: dict[str, Any], name: str, digest: str) -> bool:
-    """Finished before under the same config, and its rows are on disk."""
+def _is_done(ws: Workspace, part_dir: Path, part: dict[str, Any], name: str) -> bool:
+    """Finished before under the same config, its rows on disk, and every cell of the
+    plan cached under its current key (a changed attack's cells are not)."""
     entry = part.get("experiments", {}).get(name)
-    return (entry is not None and entry.get("config_hash") == digest
-            and (part_dir / f"{name}.json").is_file())
+    return (entry is not None and entry.get("config_hash") == ws.config.digest
+            and (part_dir / f"{name}.json").is_file()
+            and all(p.cached for p in ws.plan(name, part_dir)))
 
 
 def _run_summaries(ws: Workspace) -> dict[str, dict[str, Any]]:
@@ -139,17 +135,34 @@ def _run_in_worker(config: ExperimentConfig, store_root: str, device: str, part_
     ws = Workspace(config, RunStore(store_root), device=device, progress=False)
     ws.on_cell = lambda row: cells.put(1)
     start = time.perf_counter()
-    rows, _ = run_experiment(name, ws, Path(part_dir))
+    rows = run_experiment(name, ws, Path(part_dir))
     return name, time.perf_counter() - start, len(rows), _run_summaries(ws)
+
+
+def plan(plans: Sequence[PartPlan], experiments: Sequence[str],
+         out: Path) -> list[dict[str, Any]]:
+    """Every cell ``reproduce`` would compute or reuse, in order, with its key, resolved
+    spec, code version and whether a finished result is on disk; nothing runs."""
+    _check_experiments(experiments)
+    cells = []
+    for part in plans:
+        ws = Workspace(part.config, progress=False)
+        cells += [{"part": part.name, **planned.to_dict()}
+                  for e in experiments for planned in ws.plan(e, Path(out) / part.name)]
+    return cells
+
+
+def _check_experiments(experiments: Sequence[str]) -> None:
+    unknown = [e for e in experiments if e not in EXPERIMENTS]
+    if unknown:
+        raise UserError(f"unknown experiment {unknown[0]!r}; known: {', '.join(EXPERIMENTS)}")
 
 
 def reproduce(plans: Sequence[PartPlan], experiments: Sequence[str], out: Path, *,
               preset: str, command: str, store: RunStore | None = None, device: str = "auto",
               jobs: int = 1, progress: bool = True) -> dict[str, Path]:
     """Run (or finish) ``experiments`` for every part, then write the report."""
-    unknown = [e for e in experiments if e not in EXPERIMENTS]
-    if unknown:
-        raise UserError(f"unknown experiment {unknown[0]!r}; known: {', '.join(EXPERIMENTS)}")
+    _check_experiments(experiments)
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
     store = store or RunStore()
@@ -168,7 +181,7 @@ def reproduce(plans: Sequence[PartPlan], experiments: Sequence[str], out: Path, 
                     "versions": library_versions()}
         atomic.write_json(out / "reproduce.json", manifest)
         LOG.info("start: %s", command)
-        total = sum(cell_count(e, ws) for ws in spaces for e in experiments)
+        total = sum(len(ws.cells(e)) for ws in spaces for e in experiments)
         with tqdm(total=total, desc="reproduce", unit="cell", disable=not progress,
                   dynamic_ncols=True, position=0) as bar:
             for plan, ws in zip(plans, spaces, strict=True):
@@ -194,7 +207,8 @@ def _run_part(plan: PartPlan, ws: Workspace, experiments: Sequence[str], part_di
         part = {}
     part.update(part=plan.name, dataset=ws.dataset.name, data_checksum=ws.dataset.checksum,
                 family=ws.family, paper_dataset=ws.paper_dataset, config=ws.config.to_dict(),
-                config_hash=digest, seed=ws.config.seed, versions=library_versions())
+                config_hash=digest, seed=ws.config.seed, seeds=ws.config.seeds,
+                versions=library_versions())
     part.setdefault("experiments", {})
     part.setdefault("runs", {})
     LOG.info("part %s: %s (%s), config %s", plan.name, ws.dataset.name, ws.dataset.checksum,
@@ -209,8 +223,8 @@ def _run_part(plan: PartPlan, ws: Workspace, experiments: Sequence[str], part_di
 
     todo = []
     for name in experiments:
-        if _is_done(part_dir, part, name, digest):
-            bar.update(cell_count(name, ws))
+        if _is_done(ws, part_dir, part, name):
+            bar.update(len(ws.cells(name)))
             LOG.info("%s/%s: already finished, reused", plan.name, name)
         else:
             todo.append(name)
@@ -220,7 +234,7 @@ def _run_part(plan: PartPlan, ws: Workspace, experiments: Sequence[str], part_di
         for name in todo:
             bar.set_postfix_str(f"{plan.name}/{name}")
             start = time.perf_counter()
-            rows, _ = run_experiment(name, ws, part_dir)
+            rows = run_experiment(name, ws, part_dir)
             finished(name, time.perf_counter() - start, len(rows), _run_summaries(ws))
     else:
         _run_parallel(plan, ws, todo, part_dir, store, device, jobs, bar, finished)

@@ -38,7 +38,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, Path]:
 def test_audit_of_a_user_defense_writes_its_pages(trained, capsys) -> None:
     data, run, tmp = trained
     code, out, _ = _run(capsys, "audit", "--classifier", run, "--dataset", data,
-                        "--defense", f"{tmp / 'defense.py'}:Round", "--eps", "0.2",
+                        "--defense", f"{tmp / 'defense.py'}:Round", "--eps", "51",
                         "--budget", "quick", "--out", str(tmp / "out"), "--quiet", "--json")
     assert code == 0
     row = json.loads(out)
@@ -54,12 +54,12 @@ def test_audit_of_a_user_defense_writes_its_pages(trained, capsys) -> None:
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--eps", "300"], "must be in [0, 1]"),
-    (["--eps", "8"], "8/255"),
-    (["--eps", "0.1", "--defense", "{tmp}/defense.py:Missing"], "no nn.Module"),
-    (["--eps", "0.1", "--defense", "{tmp}/nothere.py:Round"], "existing file"),
-    (["--eps", "0.1", "--defense", "{tmp}/defense.py:Shrink"], "keep the input's shape"),
-    (["--eps", "0.1", "--budget", "huge"], "invalid choice"),
+    (["--eps", "300"], "must be in [0, 255] pixel units"),
+    (["--eps", "-1"], "must be in [0, 255] pixel units"),
+    (["--eps", "25.5", "--defense", "{tmp}/defense.py:Missing"], "no nn.Module"),
+    (["--eps", "25.5", "--defense", "{tmp}/nothere.py:Round"], "existing file"),
+    (["--eps", "25.5", "--defense", "{tmp}/defense.py:Shrink"], "keep the input's shape"),
+    (["--eps", "25.5", "--budget", "huge"], "invalid choice"),
 ])
 def test_user_errors_exit_2(trained, capsys, extra: list[str], message: str) -> None:
     data, run, tmp = trained

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from aerobust import atomic, attacks
-from aerobust.experiments.common import Workspace
-from aerobust.experiments.table1 import PAPER_EPS
+from aerobust.experiments.recipes import variant
+from aerobust.experiments.workspace import Workspace
 from aerobust.metrics import predict
 
 FILE = "examples.npz"
@@ -20,27 +20,26 @@ FILE = "examples.npz"
 
 def write_examples(ws: Workspace, out_dir: Path, k: int = 8) -> Path:
     """``examples.npz`` for the first ``k`` test images, attacked with PGD at the larger
-    of Table 1's epsilons; kept when it was made under the same config."""
+    of Table 1's epsilons, on the first seed's models; kept when it was made under the
+    same config."""
     path = Path(out_dir) / FILE
     if path.is_file():
         with np.load(path) as old:
             if str(old["config_hash"]) == ws.config.digest:
                 return path
-    x, y = ws.eval_split(k)
-    clf = ws.classifier()
-    ae = ws.autoencoder()
-    ae_c = ws.ae_c(clf)
-    eps = max(ws.config.eps or PAPER_EPS[ws.family])
-    pgd = attacks.get("pgd", eps=eps / 255, steps=ws.config.pgd_steps, seed=ws.config.seed,
-                      keep="last")
-    device = ws.device
-    adv_c = pgd(clf, x.to(device), y.to(device)).x_adv.cpu()
+    ctx, seed = ws.context, ws.config.seed
+    x, y = ctx.images(k)
+    c, ae_c = (ctx.model(variant(ws.setup, name, seed)) for name in ("C", "AE-C"))
+    eps = max(ws.config.eps)
+    pgd = attacks.get("pgd", eps=eps / 255, steps=ws.config.pgd_steps, seed=seed, keep="last")
+    device = ctx.device
+    adv_c = pgd(c, x.to(device), y.to(device)).x_adv.cpu()
     adv_ae_c = pgd(ae_c, x.to(device), y.to(device)).x_adv.cpu()
     with torch.no_grad():
-        reconstruction = ae(x.to(device)).cpu()
+        reconstruction = ae_c.autoencoder(x.to(device)).cpu()
     arrays = {
         "clean": x, "reconstruction": reconstruction, "adv_c": adv_c, "adv_ae_c": adv_ae_c,
-        "label": y, "pred_c_clean": predict(clf, x), "pred_c_adv": predict(clf, adv_c),
+        "label": y, "pred_c_clean": predict(c, x), "pred_c_adv": predict(c, adv_c),
         "pred_ae_c_adv": predict(ae_c, adv_ae_c),
     }
     buf = io.BytesIO()

@@ -10,6 +10,7 @@ from aerobust.report.blocks import Block, Figure, Heading, Paragraph, Table
 from aerobust.report.figures import audit_png, paper_audit_png
 from aerobust.report.load import PAPER_NAMES, Part, Row
 from aerobust.report.numbers import fmt, signed
+from aerobust.report.seeds import seed_of
 
 
 def _pct(x: float | None) -> str:
@@ -102,10 +103,11 @@ def _compare(rows: list[Row], first: str, second: str, sign: int = 1
     """``second`` against ``first`` per eps on the same points: the audited robust
     accuracies and McNemar's exact test on the points robust under one only. ``sign``
     +1: the claim is that ``second`` is more robust; -1: less."""
-    by = {(r["variant"], r["eps"]): r for r in rows}
+    by = {(r["variant"], r["eps"], seed_of(r)): r for r in rows}
+    seeds = sorted({seed_of(r) for r in rows})
     statuses, pieces = [], []
-    for eps in sorted({r["eps"] for r in rows}):
-        a, b = by.get((first, eps)), by.get((second, eps))
+    for eps, seed in sorted({(r["eps"], seed_of(r)) for r in rows}):
+        a, b = by.get((first, eps, seed)), by.get((second, eps, seed))
         if a is None or b is None or a["n"] != b["n"]:
             continue
         ra, rb = set(a["robust_points"]), set(b["robust_points"])
@@ -116,7 +118,8 @@ def _compare(rows: list[Row], first: str, second: str, sign: int = 1
             statuses.append(INCONCLUSIVE)
         else:
             statuses.append(AGREES if (diff > 0) == (sign > 0) else DISAGREES)
-        pieces.append(f"eps {eps:g}: {second} {fmt(b['audited_accuracy'], 1)}% vs {first} "
+        where = f"eps {eps:g}" + (f" seed {seed}" if len(seeds) > 1 else "")
+        pieces.append(f"{where}: {second} {fmt(b['audited_accuracy'], 1)}% vs {first} "
                       f"{fmt(a['audited_accuracy'], 1)}% ({signed(diff, 1)} points; robust "
                       f"under one only: {b_only} vs {a_only}, McNemar p = {p:.2g})")
     return statuses, pieces
@@ -126,6 +129,7 @@ def _verdicts_of(rows: list[Row], variants: tuple[str, ...], want: str
                  ) -> tuple[list[str], list[str]]:
     """Each model's audit verdict per eps, read against the verdict the claim wants."""
     statuses, pieces = [], []
+    several = len({seed_of(r) for r in rows}) > 1
     for r in rows:
         if r["variant"] not in variants:
             continue
@@ -136,7 +140,8 @@ def _verdicts_of(rows: list[Row], variants: tuple[str, ...], want: str
         failed = [c["name"] for c in r["audit"]["checks"] if not c["passed"]]
         if failed:
             why += f"; failed {', '.join(failed)}"
-        pieces.append(f"{r['variant']} eps {r['eps']:g}: {verdict} (PGD-CE "
+        seed = f" seed {seed_of(r)}" if several else ""
+        pieces.append(f"{r['variant']} eps {r['eps']:g}{seed}: {verdict} (PGD-CE "
                       f"{fmt(r['baseline_accuracy'], 1)}% -> audited "
                       f"{fmt(r['audited_accuracy'], 1)}%{why})")
     return statuses, pieces
@@ -173,23 +178,27 @@ def paper_audit_blocks(part: Part) -> list[Block]:
     if rows is None:
         return [Paragraph(f"`{part.name}`: {part.missing('audit')}.")]
     first = rows[0]
+    seeds = sorted({seed_of(r) for r in rows})
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
     table = Table(
-        ["model", "eps", "clean (%)", "PGD-CE (%)", "audited (%)", "95% interval",
+        ["model", "eps", "seed", "clean (%)", "PGD-CE (%)", "audited (%)", "95% interval",
          "audited - PGD-CE", "McNemar p", "verdict", "closed by", "evidence"],
-        [[r["variant"], f"{r['eps']:g}", fmt(r["clean_accuracy"], 1),
+        [[r["variant"], f"{r['eps']:g}", str(seed_of(r)), fmt(r["clean_accuracy"], 1),
           fmt(r["baseline_accuracy"], 1), fmt(r["audited_accuracy"], 1),
           "{} - {}".format(*(fmt(v, 1) for v in r["audited_interval"])),
           signed(r["audited_accuracy"] - r["baseline_accuracy"], 1), f"{r['mcnemar_p']:.2g}",
           r["verdict"],
           f"`{r['closed_by']}`" if r["closed_by"] else "-", " ".join(r["reasons"])]
-         for r in rows],
-        numeric=[False, True, True, True, True, True, True, True, False, False, False],
-        status_column=8)
+         for r in sorted(rows, key=lambda r: (variants.index(r["variant"]), r["eps"],
+                                              seed_of(r)))],
+        numeric=[False, True, True, True, True, True, True, True, True, False, False, False],
+        status_column=9)
     claims = _claims(rows, part.paper_dataset)
     return [
         Paragraph(f"Every model audited on the first {first['n']} test images of "
-                  f"`{part.name}`, budget `{first['budget']}`, seed "
-                  f"{part.meta.get('seed', 0)}. PGD-CE is the paper's attack; audited is the "
+                  f"`{part.name}`, budget `{first['budget']}`, seed(s) "
+                  f"{', '.join(map(str, seeds))}, each seed its own models. PGD-CE is the "
+                  "paper's attack; audited is the "
                   "per-point minimum over the ladder (an upper bound on the true robust "
                   "accuracy), with its Clopper-Pearson interval; the gap and McNemar's test "
                   "compare the two on the same points. Each audit's evidence (rungs, sanity "
@@ -198,6 +207,7 @@ def paper_audit_blocks(part: Part) -> list[Block]:
         Figure(f"audit_{part.name}", paper_audit_png(rows, part.name),
                f"the paper's models audited on {part.name}",
                "Per eps, each model's robust accuracy under the paper's attack (light) and "
-               "audited (dark, 95% interval); blue without the AE, orange with it."),
+               "audited (dark, 95% interval: the points' with one seed, Student's t over "
+               "the seeds' means with several); blue without the AE, orange with it."),
         Table(["Claim", "Audit", "Figures"], [list(c) for c in claims], status_column=1),
     ]

@@ -4,6 +4,9 @@ attack, so it is cheap to re-run after any part of the results changes."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,18 +15,19 @@ from aerobust.report import figures, settings, tables
 from aerobust.report.audit import paper_audit_blocks
 from aerobust.report.blocks import Block, Figure, Heading, Paragraph, Table
 from aerobust.report.html import render_html
-from aerobust.report.load import Part, Results, load_results
+from aerobust.report.load import Part, Results, Row, load_results, read_rows
 from aerobust.report.markdown import render_markdown
 from aerobust.report.verdicts import CLAIMS, verdicts
 
 TITLE = ("Reproduction report: Revisiting Role of Autoencoders in Adversarial Settings "
          "(Kim et al., ICIP 2020)")
 PLOT_ONLY = "The paper gives this figure as a plot only; no reference points are drawn."
-TABLES: tuple[tuple[str, Callable[[Part], list[Block]]], ...] = (
-    ("Table 1: white-box accuracy (%)", tables.table1),
-    ("Table 2: black-box (transfer) accuracy (%)", tables.table2),
-    ("Table 3: latent classifier accuracy (%) as reconstruction weighs more", tables.table3),
-    ("Table 4: mean gradient amplitude G", tables.table4),
+TABLES: tuple[tuple[str, str, Callable[[Part], list[Block]]], ...] = (
+    ("table1", "Table 1: white-box accuracy (%)", tables.table1),
+    ("table2", "Table 2: black-box (transfer) accuracy (%)", tables.table2),
+    ("table3", "Table 3: latent classifier accuracy (%) as reconstruction weighs more",
+     tables.table3),
+    ("table4", "Table 4: mean gradient amplitude G", tables.table4),
 )
 
 
@@ -45,18 +49,19 @@ def _verdicts(results: Results) -> list[Block]:
                   status_column=2)]
 
 
-def _tables(results: Results) -> list[Block]:
-    blocks: list[Block] = []
-    for title, make in TABLES:
-        blocks.append(Heading(2, title))
-        for part in results.parts:
+def _table(title: str, make: Callable[[Part], list[Block]]) -> Callable[[list[Part]],
+                                                                         list[Block]]:
+    def section(parts: list[Part]) -> list[Block]:
+        blocks: list[Block] = [Heading(2, title)]
+        for part in parts:
             blocks += [Heading(3, f"`{part.name}`"), *make(part)]
-    return blocks
+        return blocks
+    return section
 
 
-def _figure2(results: Results) -> list[Block]:
+def _figure2(parts: list[Part]) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Fig. 2: the AE beside gradient-masking defenses")]
-    for part in results.parts:
+    for part in parts:
         rows = part.rows.get("figure2")
         blocks.append(Heading(3, f"`{part.name}`"))
         if rows is None:
@@ -73,12 +78,11 @@ def _figure2(results: Results) -> list[Block]:
     return blocks
 
 
-def _figure4(results: Results) -> list[Block]:
+def _figure4(parts: list[Part]) -> list[Block]:
     heading = Heading(2, "Fig. 4: the AE with adversarial training")
-    panels = [(p.name, p.rows.get("figure4")) for p in results.parts]
+    panels = [(p.name, p.rows.get("figure4")) for p in parts]
     if all(rows is None for _, rows in panels):
-        return [heading, *(Paragraph(f"`{p.name}`: {p.missing('figure4')}.")
-                           for p in results.parts)]
+        return [heading, *(Paragraph(f"`{p.name}`: {p.missing('figure4')}.") for p in parts)]
     numbers = ", ".join(f"`{name}/figure4.csv`" for name, rows in panels if rows)
     return [heading, Figure(
         "figure4", figures.figure4_png(panels), "Fig. 4",
@@ -86,7 +90,7 @@ def _figure4(results: Results) -> list[Block]:
         f"paper's (a, b) are MNIST and (c, d) CIFAR-10. {PLOT_ONLY} Numbers: {numbers}.")]
 
 
-def _audit(results: Results) -> list[Block]:
+def _audit(parts: list[Part]) -> list[Block]:
     blocks: list[Block] = [
         Heading(2, "Audit: the paper's models under an attack ladder"),
         Paragraph("Is the robustness the paper measures real, or do its attacks fail? Each "
@@ -101,9 +105,15 @@ def _audit(results: Results) -> list[Block]:
                   "implies), **disagrees** when it contradicts it wherever they can tell, "
                   "**mixed** when both happen, **inconclusive** when the points cannot tell "
                   "at any eps.")]
-    for part in results.parts:
+    for part in parts:
         blocks += [Heading(3, f"`{part.name}`"), *paper_audit_blocks(part)]
     return blocks
+
+
+# Each experiment's section of the report, in the report's order.
+SECTIONS: dict[str, Callable[[list[Part]], list[Block]]] = {
+    **{name: _table(title, make) for name, title, make in TABLES},
+    "figure2": _figure2, "figure4": _figure4, "audit": _audit}
 
 
 def _examples(results: Results) -> list[Block]:
@@ -126,10 +136,46 @@ def _examples(results: Results) -> list[Block]:
 
 def build(results: Results) -> list[Block]:
     """The whole document, in the order the task and the paper read."""
-    return [Heading(1, TITLE), *settings.summary(results), *_verdicts(results),
-            *_tables(results), *_figure2(results), *_figure4(results), *_audit(results),
-            *_examples(results),
-            Heading(2, "Settings"), *settings.settings(results)]
+    parts = results.parts
+    sections = [b for name in ("table1", "table2", "table3", "table4", "figure2", "figure4",
+                               "audit") for b in SECTIONS[name](parts)]
+    return [Heading(1, TITLE), *settings.summary(results), *_verdicts(results), *sections,
+            *_examples(results), Heading(2, "Settings"), *settings.settings(results)]
+
+
+def csv_text(rows: list[Row]) -> str:
+    """Rows as CSV: one column per key, nested values (params, points) as JSON."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list))
+                         else v for k, v in row.items()})
+    return buf.getvalue()
+
+
+def _write(root: Path, blocks: list[Block], stem: str) -> dict[str, Path]:
+    paths = {"md": root / f"{stem}.md"}
+    for fig in (b for b in blocks if isinstance(b, Figure)):
+        paths[fig.name] = root / fig.path
+        atomic.write_bytes(paths[fig.name], fig.png)
+    atomic.write_text(paths["md"], render_markdown(blocks))
+    return paths
+
+
+def write_experiment(out_dir: str | Path, experiment: str) -> dict[str, Path]:
+    """``<experiment>.md`` (its section of the report), ``.csv`` and its figures, from
+    ``<out_dir>/<experiment>.json`` as ``aerobust experiment`` writes it."""
+    root = Path(out_dir)
+    data = read_rows(root / f"{experiment}.json")
+    part = Part(name=root.name, meta={k: data.get(k) for k in ("dataset", "paper_dataset",
+                                                                 "config")},
+                rows={experiment: data["rows"]}, examples=None, requested=None)
+    paths = _write(root, SECTIONS[experiment]([part]), experiment)
+    paths["csv"] = root / f"{experiment}.csv"
+    atomic.write_text(paths["csv"], csv_text(data["rows"]))
+    return paths
 
 
 def write_report(out_dir: str | Path) -> dict[str, Path]:
@@ -139,10 +185,10 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
     results = load_results(out_dir)
     blocks = build(results)
     root = results.root
-    paths = {"md": root / "report.md", "html": root / "report.html"}
-    for fig in (b for b in blocks if isinstance(b, Figure)):
-        paths[fig.name] = root / fig.path
-        atomic.write_bytes(paths[fig.name], fig.png)
-    atomic.write_text(paths["md"], render_markdown(blocks))
+    for part in results.parts:
+        for experiment, rows in part.rows.items():
+            atomic.write_text(root / part.name / f"{experiment}.csv", csv_text(rows))
+    paths = _write(root, blocks, "report")
+    paths["html"] = root / "report.html"
     atomic.write_text(paths["html"], render_html(blocks))
     return paths

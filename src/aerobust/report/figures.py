@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from aerobust.report.load import Row
+from aerobust.report.seeds import group, seed_of, summary
 
 BLUE, ORANGE = "tab:blue", "tab:orange"
 RIGHT, WRONG = "#1a7f37", "#cf222e"
@@ -43,17 +44,37 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _curve(rows: list[Row], **match: object) -> tuple[list[float], list[float]]:
-    """(eps, accuracy) of the rows matching ``match``, sorted by eps."""
-    pts = sorted((r["eps"], r["accuracy"]) for r in rows
-                 if r.get("accuracy") is not None and all(r[k] == v for k, v in match.items()))
-    return [e for e, _ in pts], [a for _, a in pts]
+def _curve(rows: list[Row], **match: object) -> tuple[list[float], list[float], list[float]]:
+    """(eps, mean accuracy over the seeds, std over the seeds; 0 for one seed) of the
+    rows matching ``match``, sorted by eps."""
+    by_eps = group((r for r in rows if r.get("accuracy") is not None
+                    and all(r[k] == v for k, v in match.items())), "eps")
+    cells = sorted((eps, summary(reps)) for (eps,), reps in by_eps.items())
+    return ([e for e, _ in cells], [s.mean for _, s in cells],
+            [s.std or 0.0 for _, s in cells])
+
+
+def _plot(ax: Axes, rows: list[Row], label: str, style: dict, **match: object) -> None:
+    """One curve at the seeds' mean, in a band of +- one std when there are several."""
+    x, y, spread = _curve(rows, **match)
+    if not x:
+        return
+    ax.plot(x, y, label=label, linewidth=1.8, markersize=5, **style)
+    if any(spread):
+        mean, std = np.array(y), np.array(spread)
+        ax.fill_between(x, mean - std, mean + std, color=style.get("color"), alpha=0.18,
+                        linewidth=0)
 
 
 def _accuracy_axes(ax: Axes, eps: Sequence[float]) -> None:
     ax.set_ylim(-3, 103)
     ax.set_xticks(sorted(eps))
     ax.grid(alpha=0.3)
+
+
+def _seeds(rows: list[Row]) -> str:
+    seeds = len({seed_of(r) for r in rows})
+    return f"; mean and +- std band over {seeds} seeds" if seeds > 1 else ""
 
 
 def figure2_png(rows: list[Row], dataset: str) -> bytes:
@@ -64,9 +85,8 @@ def figure2_png(rows: list[Row], dataset: str) -> bytes:
     eps = {r["eps"] for r in rows}
     for ax, (letter, box, attack, defense) in zip(axes.flat, FIG2_PANELS, strict=True):
         for pattern, label, style in FIG2_CURVES:
-            x, y = _curve(rows, box=box, attack=attack, variant=pattern.format(d=defense))
-            if x:
-                ax.plot(x, y, label=label, linewidth=1.8, markersize=5, **style)
+            _plot(ax, rows, label, style, box=box, attack=attack,
+                  variant=pattern.format(d=defense))
         name = "temperature T" if defense == "T" else "GCE"
         ax.set_title(f"({letter}) {attack.upper()}, {name}", fontsize=11)
         _accuracy_axes(ax, eps)
@@ -76,8 +96,8 @@ def figure2_png(rows: list[Row], dataset: str) -> bytes:
     axes[1, 0].set_ylabel("black-box (transfer)\naccuracy (%)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False)
-    fig.suptitle(f"Fig. 2 on {dataset} ({rows[0]['n']} test images): top row white-box, "
-                 "bottom row transferred from a same-architecture substitute")
+    fig.suptitle(f"Fig. 2 on {dataset} ({rows[0]['n']} test images{_seeds(rows)}): top row "
+                 "white-box, bottom row transferred from a same-architecture substitute")
     return _png(fig)
 
 
@@ -97,15 +117,16 @@ def figure4_png(parts: Sequence[tuple[str, list[Row] | None]]) -> bytes:
                 continue
             for variant in variants:
                 color, marker = FIG4_STYLE[variant]
-                ax.plot(*_curve(rows, variant=variant), color=color, marker=marker,
-                        linewidth=1.8, label=variant)
+                _plot(ax, rows, variant, dict(color=color, marker=marker), variant=variant)
             _accuracy_axes(ax, {r["eps"] for r in rows})
             ax.set_xlabel(EPS_LABEL)
             ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     axes[0].set_ylabel("accuracy (%)")
     attacks = sorted({r["attack"].upper() for _, rows in parts if rows for r in rows})
+    seeds = max((len({seed_of(r) for r in rows}) for _, rows in parts if rows), default=1)
     fig.suptitle(f"Fig. 4: {', '.join(attacks)} white-box accuracy without and with PGD "
-                 "adversarial training (advC)")
+                 f"adversarial training (advC)"
+                 + (f"; mean and +- std band over {seeds} seeds" if seeds > 1 else ""))
     return _png(fig)
 
 
@@ -189,6 +210,18 @@ def audit_png(audit: dict) -> bytes:
     return _png(fig)
 
 
+def _audit_cell(reps: list[Row]) -> Row | None:
+    """One model and eps over its seeds: the row itself for one seed; else the means,
+    the verdict of the majority and Student's t interval of the audited accuracy."""
+    if len(reps) < 2:
+        return reps[0] if reps else None
+    audited = summary(reps, "audited_accuracy", percent=False)
+    verdicts = [r["verdict"] for r in reps]
+    return {"baseline_accuracy": summary(reps, "baseline_accuracy", percent=False).mean,
+            "audited_accuracy": audited.mean, "audited_interval": [audited.lo, audited.hi],
+            "verdict": max(set(verdicts), key=verdicts.count)}
+
+
 def paper_audit_png(rows: list[Row], dataset: str) -> bytes:
     """The paper's models audited, one panel per eps: per model the paper's attack (PGD
     on CE, light) beside the audited robust accuracy (dark, with its 95% interval)."""
@@ -197,10 +230,10 @@ def paper_audit_png(rows: list[Row], dataset: str) -> bytes:
     fig = Figure(figsize=(max(7.0, 1.1 * len(variants)) * len(eps_list) / 1.6, 4.4),
                  layout="constrained")
     axes = fig.subplots(1, len(eps_list), sharey=True, squeeze=False)[0]
-    by = {(r["variant"], r["eps"]): r for r in rows}
+    by = group(rows, "variant", "eps")
     x = np.arange(len(variants))
     for ax, eps in zip(axes, eps_list, strict=True):
-        cells = [by.get((v, eps)) for v in variants]
+        cells = [_audit_cell(by.get((v, eps), [])) for v in variants]
         colour = [ORANGE if "AE" in v else BLUE for v in variants]
         base = [c["baseline_accuracy"] if c else np.nan for c in cells]
         audited = [c["audited_accuracy"] if c else np.nan for c in cells]

@@ -91,6 +91,16 @@ def _read_examples(path: Path) -> dict[str, np.ndarray] | None:
         raise UserError(f"{path}: not a readable npz file ({e})") from None
 
 
+def read_rows(path: Path) -> dict[str, Any]:
+    """An experiment's rows file; a missing one is the user's to make."""
+    data = _read_json(path)
+    if data is None:
+        raise UserError(f"{path}: no such rows file")
+    if not isinstance(data.get("rows"), list):
+        raise UserError(f"{path}: has no list of rows")
+    return data
+
+
 def _finished_rows(part_dir: Path, meta: dict[str, Any]) -> dict[str, list[Row]]:
     """Rows of the experiments part.json lists as finished. A rows file it does not list
     is from an interrupted run or an older config, so it is left out."""

@@ -1,27 +1,32 @@
 """The paper's tables (1, 2 a/b, 3 a/b, 4) from our rows, laid out as the paper lays
-them out, each value of ours followed by the paper's and the difference."""
+them out: each value of ours (mean ± std over the seeds) followed by the paper's and the
+difference, marked "≈" where the paper's value lies inside our 95% interval."""
 
 from __future__ import annotations
 
 from aerobust.report.blocks import Block, Paragraph, Table
-from aerobust.report.load import Part, Row, index
-from aerobust.report.numbers import (
-    ATTACK_LABELS,
-    diff,
-    eps_label,
-    fmt,
-    ratio,
-    sci,
-    setting_label,
-)
+from aerobust.report.load import Part, Row
+from aerobust.report.numbers import ATTACK_LABELS, eps_label, fmt, ratio, sci, setting_label
+from aerobust.report.seeds import group, paired, spread_note, summary, versus_paper
 
 TRIPLE = ["ours", "paper", "diff"]
+DIFF_NOTE = ("`diff`: ours minus the paper's, \"≈\" where the paper's value lies inside our "
+             "95% interval (a difference within our noise).")
+PAIRED_NOTE = ("`AE-C minus C`: the paired difference on the same images and seeds with its 95% "
+               "interval, \"*\" where the paired test finds it significant at 5%.")
 
 
-def _triple(row: Row) -> list[str]:
-    """Ours, the paper's and ours minus the paper's, for one cell."""
-    return [fmt(row.get("accuracy")), fmt(row.get("paper")),
-            diff(row.get("accuracy"), row.get("paper"))]
+def _triple(rows: list[Row]) -> list[str]:
+    """Ours (over the seeds), the paper's, and ours minus the paper's, for one cell."""
+    if not rows:
+        return ["-", "-", "-"]
+    cell, paper = summary(rows), rows[0].get("paper")
+    return [cell.text(), fmt(paper), versus_paper(cell, paper)]
+
+
+def _paired(first: list[Row], second: list[Row]) -> str:
+    result = paired(first, second) if first and second else None
+    return "-" if result is None else result.text()
 
 
 def _numeric(header: list[str]) -> list[bool]:
@@ -33,20 +38,24 @@ def _not_run(part: Part, experiment: str) -> list[Block]:
     return [Paragraph(f"`{part.name}`: {part.missing(experiment)}.")]
 
 
+def _median_l2(rows: list[Row]) -> str:
+    return summary(rows, "median_l2", percent=False).text(3) if rows else "-"
+
+
 def table1(part: Part) -> list[Block]:
     """Table 1: white-box accuracy of C and AE-C, with median L2 of the successful
     perturbations for the minimum-norm attacks."""
     rows = part.rows.get("table1")
     if rows is None:
         return _not_run(part, "table1")
-    by = index(rows, "variant", "attack", "eps")
+    by = group(rows, "variant", "attack", "eps")
     header = ["Attack", "eps", *(f"C {h}" for h in TRIPLE), *(f"AE-C {h}" for h in TRIPLE),
-              "median L2 C", "median L2 AE-C"]
+              "AE-C minus C", "median L2 C", "median L2 AE-C"]
     body = []
     for attack, eps in dict.fromkeys((r["attack"], r["eps"]) for r in rows):
-        c, a = by.get(("C", attack, eps), {}), by.get(("AE-C", attack, eps), {})
+        c, a = by.get(("C", attack, eps), []), by.get(("AE-C", attack, eps), [])
         body.append([ATTACK_LABELS.get(attack, attack), eps_label(eps), *_triple(c),
-                     *_triple(a), fmt(c.get("median_l2"), 3), fmt(a.get("median_l2"), 3)])
+                     *_triple(a), _paired(c, a), _median_l2(c), _median_l2(a)])
     params = {r["attack"]: r for r in rows if r.get("params")}
     notes = [f"{next(iter(params.values()), rows[0])['n']} test images"]
     if "cw" in params:
@@ -61,7 +70,8 @@ def table1(part: Part) -> list[Block]:
     return [Paragraph(part.paper_note() + " Median L2: of the perturbations that turned a "
                       "correct prediction wrong (larger: harder to fool)."),
             Table(header, body, _numeric(header)),
-            Paragraph("; ".join(notes) + ".")]
+            Paragraph("; ".join(notes) + ". " + spread_note(rows) + " " + DIFF_NOTE + " "
+                      + PAIRED_NOTE)]
 
 
 def table2(part: Part) -> list[Block]:
@@ -70,9 +80,9 @@ def table2(part: Part) -> list[Block]:
     rows = part.rows.get("table2")
     if rows is None:
         return _not_run(part, "table2")
-    by = index(rows, "substitute", "variant", "attack", "eps")
+    by = group(rows, "substitute", "variant", "attack", "eps")
     header = ["Attack", "eps", *(f"C {h}" for h in TRIPLE), "C sub",
-              *(f"AE-C {h}" for h in TRIPLE), "AE-C sub"]
+              *(f"AE-C {h}" for h in TRIPLE), "AE-C sub", "AE-C minus C"]
     blocks: list[Block] = [Paragraph(part.paper_note() + " `sub`: the substitute's own "
                                      "white-box accuracy on the adversarials it crafted.")]
     titles = {"different": "**(a)** Substitute of another architecture.",
@@ -82,10 +92,14 @@ def table2(part: Part) -> list[Block]:
         body = []
         for attack, eps in cells:
             line = [ATTACK_LABELS.get(attack, attack), eps_label(eps)]
+            pair = []
             for variant in ("C", "AE-C"):
-                r = by.get((kind, variant, attack, eps), {})
-                line += [*_triple(r), fmt(r.get("substitute_accuracy"))]
-            body.append(line)
+                replicates = by.get((kind, variant, attack, eps), [])
+                pair.append(replicates)
+                line += [*_triple(replicates),
+                         summary(replicates, "substitute_accuracy").text()
+                         if replicates else "-"]
+            body.append([*line, _paired(*pair)])
         if body:
             blocks += [Paragraph(title), Table(header, body, _numeric(header))]
     first = rows[0]
@@ -94,7 +108,8 @@ def table2(part: Part) -> list[Block]:
     pgd = next((r["params"] for r in rows if r["attack"] == "pgd" and r.get("params")), None)
     if pgd:
         notes.append(f"PGD {pgd['steps']} steps, {pgd.get('keep', 'last')} iterate transferred")
-    return [*blocks, Paragraph("; ".join(notes) + ".")]
+    return [*blocks, Paragraph("; ".join(notes) + ". " + spread_note(rows) + " " + DIFF_NOTE
+                               + " " + PAIRED_NOTE)]
 
 
 def table3(part: Part) -> list[Block]:
@@ -109,20 +124,25 @@ def table3(part: Part) -> list[Block]:
         settings = list(dict.fromkeys(r["setting"] for r in mine))
         if not settings:
             continue
-        by = index(mine, "setting", "attack", "eps")
-        some = {r["setting"]: r for r in mine}
+        by = group(mine, "setting", "attack", "eps")
+        some = group(mine, "setting", "attack")
         header = ["Attack", "eps", *(f"{setting_label(s)} {h}" for s in settings
                                      for h in TRIPLE)]
         body = [[ATTACK_LABELS.get(attack, attack), eps_label(eps),
-                 *(v for s in settings for v in _triple(by.get((s, attack, eps), {})))]
+                 *(v for s in settings for v in _triple(by.get((s, attack, eps), [])))]
                 for attack, eps in dict.fromkeys((r["attack"], r["eps"]) for r in mine)]
+        # one (setting, attack)'s rows: every eps of it has the same clean accuracy per seed
+        first = {s: next(v for (setting, _), v in some.items() if setting == s)
+                 for s in settings}
         body.append(["clean", "-", *(v for s in settings
-                                     for v in (fmt(some[s].get("clean_accuracy")), "-", "-"))])
-        body.append(["test MSE", "-", *(v for s in settings
-                                        for v in (fmt(some[s].get("test_mse"), 5), "-", "-"))])
+                                     for v in (summary(first[s], "clean_accuracy").text(),
+                                               "-", "-"))])
+        body.append(["test MSE", "-", *(v for s in settings for v in (
+            summary(first[s], "test_mse", percent=False).text(5), "-", "-"))])
         blocks += [Paragraph(f"**({letter})** {method.capitalize()} method."),
                    Table(header, body, _numeric(header))]
-    return [*blocks, Paragraph(f"{rows[0]['n']} test images.")]
+    return [*blocks, Paragraph(f"{rows[0]['n']} test images. " + spread_note(rows) + " "
+                               + DIFF_NOTE)]
 
 
 def table4(part: Part) -> list[Block]:
@@ -131,17 +151,20 @@ def table4(part: Part) -> list[Block]:
     rows = part.rows.get("table4")
     if rows is None:
         return _not_run(part, "table4")
-    by = index(rows, "variant", "target")
+    by = group(rows, "variant", "target")
     labels = {"true": "d softmax_y / dx (true class; the paper's G)",
               "predicted": "d softmax_pred / dx (predicted class)", "loss": "d CE / dx (loss)"}
     header = ["gradient of", "C", "AE-C", "AE-C / C", "paper C", "paper AE-C",
               "paper AE-C / C"]
     body = []
     for target in dict.fromkeys(r["target"] for r in rows):
-        c, a = by.get(("C", target), {}), by.get(("AE-C", target), {})
-        gc, ga, pc, pa = (c.get("gradient_amplitude"), a.get("gradient_amplitude"),
-                          c.get("paper"), a.get("paper"))
-        body.append([labels.get(target, target), sci(gc), sci(ga), fmt(ratio(ga, gc)),
+        c, a = by.get(("C", target), []), by.get(("AE-C", target), [])
+        gc, ga = (summary(x, "gradient_amplitude", percent=False) for x in (c, a))
+        ratios = [r for r in (ratio(y["gradient_amplitude"], x["gradient_amplitude"])
+                              for x, y in zip(c, a, strict=False)) if r is not None]
+        pc, pa = (c[0].get("paper") if c else None), (a[0].get("paper") if a else None)
+        body.append([labels.get(target, target), _sci(gc), _sci(ga),
+                     summary([{"r": r} for r in ratios], "r", percent=False).text(),
                      sci(pc), sci(pa), fmt(ratio(pa, pc))])
     first = rows[0]
     return [Paragraph(part.paper_note() + " The paper does not give its pixel range or "
@@ -149,4 +172,11 @@ def table4(part: Part) -> list[Block]:
             Table(header, body, _numeric(header)),
             Paragraph(f"Mean over {first['n']} test images of the L1 norm over "
                       f"{first.get('input_dims', '?')} input values in [0, 1]; classifier "
-                      f"{first.get('classifier', '?')}.")]
+                      f"{first.get('classifier', '?')}. " + spread_note(rows)
+                      + " The ratio is taken per seed, then summarised.")]
+
+
+def _sci(cell) -> str:
+    if cell.mean is None:
+        return "-"
+    return sci(cell.mean) if cell.n < 2 else f"{sci(cell.mean)} ± {sci(cell.std)}"

@@ -1,0 +1,174 @@
+"""``compute(cell, context) -> row``: the one function that turns a cell's spec into its
+numbers. The context only supplies what a spec names (the data, the run store that
+trains each network once, the device) and remembers work that cells share (loaded
+models, adversarials crafted on a substitute), so the row depends on the spec alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any
+
+import torch
+from torch import nn
+
+from aerobust import attacks
+from aerobust.attacks import Evaluation, craft, relabelled, score
+from aerobust.audit import audit
+from aerobust.data import Dataset
+from aerobust.device import resolve_device
+from aerobust.experiments.spec import Cell, Model, Net
+from aerobust.metrics import gradient_amplitude, predict
+from aerobust.models import AEClassifier
+from aerobust.training import Run, RunStore, default_spec
+
+Row = dict[str, Any]
+
+
+def _json(spec: Any) -> str:
+    return json.dumps(asdict(spec) if not isinstance(spec, dict) else spec, sort_keys=True)
+
+
+def percent(x: float | None) -> float | None:
+    return None if x is None else 100.0 * x
+
+
+def _indices(mask: torch.Tensor) -> list[int]:
+    """The positions where ``mask`` holds: a row's per-point record, so two rows on the
+    same images can be compared point by point (a paired test)."""
+    return mask.nonzero().flatten().tolist()
+
+
+class Context:
+    """Where cells run: the data, the run store, the device, and shared work."""
+
+    def __init__(self, dataset: Dataset, store: RunStore, device: str | torch.device = "auto",
+                 progress: bool = True) -> None:
+        self.dataset = dataset
+        self.store = store
+        self.device = resolve_device(device)
+        self.progress = progress
+        self.runs: dict[str, Run] = {}  # every run a cell used, by name (for the record)
+        self._models: dict[str, nn.Module] = {}
+        self._crafted: dict[str, Evaluation] = {}
+
+    def run(self, net: Net) -> Run:
+        """The finished training run of ``net`` (trained now if the store lacks it)."""
+        data = self.dataset
+        if net.labels_from is not None:
+            labels = predict(self.model(net.labels_from), data.x_train)
+            source = hashlib.sha256(_json(net.labels_from).encode()).hexdigest()[:16]
+            data = relabelled(data, labels, source)
+        spec = default_spec(net.arch, data, seed=net.seed, epochs=net.epochs, **net.options)
+        run = self.store.train(spec, data, self.device, progress=self.progress)
+        self.runs[run.path.name] = run
+        return run
+
+    def model(self, spec: Model) -> nn.Module:
+        key = _json(spec)
+        if key not in self._models:
+            clf = self.run(spec.classifier).load(self.device)
+            self._models[key] = (clf if spec.autoencoder is None else AEClassifier(
+                self.run(spec.autoencoder).load(self.device), clf).eval())
+        return self._models[key]
+
+    def runs_of(self, spec: Model, prefix: str = "") -> dict[str, str]:
+        """The run names behind a model, for the row."""
+        out = {f"{prefix}classifier_run": self.run(spec.classifier).path.name}
+        if spec.autoencoder is not None:
+            out[f"{prefix}autoencoder_run"] = self.run(spec.autoencoder).path.name
+        return out
+
+    def images(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` test images: a fixed, documented subset."""
+        return self.dataset.x_test[:n], self.dataset.y_test[:n]
+
+    def crafted(self, substitute: Model, attack: dict[str, Any], n: int,
+                batch_size: int) -> Evaluation:
+        """Adversarials of ``attack`` on ``substitute``, made once and scored on every
+        target that substitute attacks (crafting is the expensive half)."""
+        key = _json({"substitute": asdict(substitute), "attack": attack, "n": n})
+        if key not in self._crafted:
+            x, y = self.images(n)
+            self._crafted[key] = craft(self.model(substitute), x, y,
+                                       attacks.get(attack["name"], **attack["params"]),
+                                       batch_size=batch_size, progress=self.progress)
+        return self._crafted[key]
+
+
+def compute(cell: Cell, ctx: Context) -> Row:
+    """The numbers of one cell (accuracies in percent)."""
+    p = cell.params
+    model = ctx.model(cell.model)
+    x, y = ctx.images(p["n"])
+    runs = ctx.runs_of(cell.model)
+    if cell.task == "clean":
+        correct = predict(model, x).cpu() == y
+        return {"accuracy": percent(correct.double().mean().item()), "clean_accuracy":
+                percent(correct.double().mean().item()), "n": len(x),
+                "points": _indices(correct), **runs}
+    if cell.task == "attack":
+        spec = p["attack"]
+        ev = attacks.evaluate(model, x, y, attacks.get(spec["name"], **spec["params"]),
+                              batch_size=p["batch_size"], progress=ctx.progress)
+        row = {**ev.to_dict(), "accuracy": percent(ev.robust_accuracy),
+               "clean_accuracy": percent(ev.clean_accuracy), "points": _indices(ev.robust),
+               **runs}
+        del row["robust_accuracy"]
+        test_mse = ctx.run(cell.model.classifier).metrics.get("test_mse")
+        if test_mse is not None:
+            row["test_mse"] = test_mse
+        return row
+    if cell.task == "transfer":
+        sub = Model(**_model_fields(p["substitute"]))
+        crafted = ctx.crafted(sub, p["attack"], p["n"], p["batch_size"])
+        result = score(model, crafted, x, y, batch_size=p["batch_size"])
+        row = result.to_dict()
+        for k in ("accuracy", "clean_accuracy", "substitute_accuracy",
+                  "substitute_clean_accuracy"):
+            row[k] = percent(row[k])
+        row["points"] = row.pop("robust")
+        return {**row, **runs, **ctx.runs_of(sub, "substitute_")}
+    if cell.task == "gradient":
+        g = gradient_amplitude(model, x, y, target=p["target"], batch_size=p["batch_size"])
+        return {"gradient_amplitude": g, "n": len(x), "input_dims": x[0].numel(), **runs}
+    if cell.task == "audit":
+        result = audit(model, x, y, p["eps"] / 255, budget=p["budget"], seed=p["seed"],
+                       batch_size=p["batch_size"], progress=ctx.progress)
+        return {**audit_row(result.to_dict()), **runs}
+    raise ValueError(f"unknown task {cell.task!r}")
+
+
+def _model_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """A ``Model`` from its recorded dict (a substitute named in a cell's params)."""
+    def net(n: dict[str, Any] | None) -> Net | None:
+        if n is None:
+            return None
+        labels = n.get("labels_from")
+        return Net(n["arch"], n["seed"], n["epochs"], n.get("options", {}),
+                   None if labels is None else Model(**_model_fields(labels)))
+    return {"classifier": net(d["classifier"]), "autoencoder": net(d.get("autoencoder"))}
+
+
+def audit_row(result: dict[str, Any]) -> Row:
+    """An audit's numbers (percent, as the other rows) and its evidence; of the
+    per-point ledger it keeps the points robust under the ladder and under the paper's
+    attack, what a paired comparison of two models on the same points needs."""
+    ledger = result.pop("ledger")
+    return {
+        "n": result["n"], "verdict": result["verdict"],
+        "clean_accuracy": percent(result["clean_accuracy"]),
+        "baseline_accuracy": percent(result["baseline_robust_accuracy"]),
+        "audited_accuracy": percent(result["robust_accuracy"]),
+        "audited_interval": [percent(v) for v in result["robust_interval"]],
+        "baseline_interval": [percent(v) for v in result["baseline_interval"]],
+        "gap": percent(result["gap"]), "mcnemar_p": result["mcnemar_p"],
+        "closed_by": result["closed_by"], "reasons": result["reasons"],
+        "robust_points": [q["index"] for q in ledger
+                          if q["clean_correct"] and q["broken_by"] is None],
+        "baseline_robust_points": [q["index"] for q in ledger
+                                   if q["clean_correct"] and q["broken_by"] != "pgd-ce"],
+        "audit": result,
+    }

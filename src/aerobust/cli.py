@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from aerobust.errors import UserError
+from aerobust.names import EXPERIMENT_NAMES
 
 EXIT_USER_ERROR = 2
-# the paper's order; kept here so that --help imports no torch
-EXPERIMENT_NAMES = ("table1", "table2", "figure2", "table3", "table4", "figure4", "audit")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,12 +12,11 @@ from typing import Any
 import numpy as np
 
 from aerobust.errors import UserError
+from aerobust.names import EXPERIMENT_NAMES
 
 Row = dict[str, Any]
 
-# The paper's order; the same names as aerobust.experiments.EXPERIMENTS, repeated here
-# because importing that package would import the training code the report never needs.
-EXPERIMENTS = ("table1", "table2", "figure2", "table3", "table4", "figure4", "audit")
+EXPERIMENTS = EXPERIMENT_NAMES
 EXAMPLE_ARRAYS = ("clean", "reconstruction", "adv_c", "adv_ae_c", "label", "pred_c_clean",
                   "pred_c_adv", "pred_ae_c_adv", "attack")
 PAPER_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10"}

@@ -61,6 +61,12 @@ def _session_table(manifest: dict[str, Any]) -> list[Block]:
                   [False, False, True])]
 
 
+def _seeds(meta: dict[str, Any]) -> str:
+    """The seed axis of a part: "0", or "0-2" for three seeds from 0."""
+    first, count = meta.get("seed", 0), meta.get("seeds", 1)
+    return str(first) if count == 1 else f"{first}-{first + count - 1}"
+
+
 def summary(results: Results) -> list[Block]:
     """Section 1: the run as a whole, then one line per part."""
     m = results.manifest
@@ -68,10 +74,10 @@ def summary(results: Results) -> list[Block]:
                 f"{_over_sessions(m)}"
                 if m.get("finished") else "not finished (interrupted, or still running)")
     parts = Table(["Part", "dataset", "paper reference", "data checksum", "config hash",
-                   "seed", "experiments"],
+                   "seeds", "experiments"],
                   [[f"`{p.name}`", f"`{p.meta.get('dataset', '-')}`", p.paper_name,
                     f"`{_short(p.meta.get('data_checksum', '-'))}`",
-                    f"`{p.meta.get('config_hash', '-')}`", _value(p.meta.get("seed", "-")),
+                    f"`{p.meta.get('config_hash', '-')}`", _seeds(p.meta),
                     f"{len(p.rows)} of {len(EXPERIMENTS)}"]
                    for p in results.parts],
                   [False] * 5 + [True, True])
@@ -139,8 +145,10 @@ def settings(results: Results) -> list[Block]:
     fields = list(dict.fromkeys(k for p in parts for k in p.meta.get("config", {})))
     blocks: list[Block] = [
         Heading(3, "Configuration"),
-        Paragraph("`default`: the data family's default (see DESIGN.md). Epsilons in 0-255 "
-                  "pixel units."),
+        Paragraph("Every setting as it ran: the data family's profile (the paper's and "
+                  "DESIGN.md's defaults), the preset's and the user's own, resolved. `default` "
+                  "(the data folder only): the standard location. Epsilons in 0-255 pixel "
+                  "units."),
         Table(["field", *names],
               [["data checksum", *(f"`{p.meta.get('data_checksum', '-')}`" for p in parts)],
                ["config hash", *(f"`{p.meta.get('config_hash', '-')}`" for p in parts)],

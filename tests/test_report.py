@@ -302,3 +302,26 @@ def test_trained_runs_say_what_tells_them_apart() -> None:
         "ce, PGD adversarial (eps 76.5/255, 40 steps of 2.55/255, ramped up over 5 epochs)")
     assert settings._short("sha256:" + "ab" * 32) == "sha256:" + "ab" * 8 + "..."
     assert settings._short("md5:abc") == "md5:abc"
+
+
+def test_every_table_shows_the_seeds_spread(results: Path, tmp_path: Path) -> None:
+    """Rows of three seeds: every table's cells read mean ± std, the audit adds a table
+    over the seeds, and the figures still draw."""
+    out = _copy(results, tmp_path)
+    for name in EXPERIMENTS:
+        data = json.loads((out / PART / f"{name}.json").read_text())
+        data["rows"] = [{**r, "seed": seed} for seed in range(3) for r in data["rows"]]
+        _write_json(out / PART / f"{name}.json", data)
+    paths = write_report(out)
+    md = paths["md"].read_text()
+    for start, end in (("## Table 1", "## Table 2"), ("## Table 2", "## Table 3"),
+                       ("## Table 3", "## Table 4"), ("## Table 4", "## Fig. 2")):
+        section = md[md.index(start):md.index(end)]
+        assert "Mean ± std over 3 seeds" in section, start
+        cells = [line for line in section.splitlines()[1:]
+                 if line.startswith("|") and "---" not in line and "ours" not in line
+                 and "gradient of" not in line]
+        assert cells and all(" ± " in line for line in cells), start
+    audit = md[md.index("## Audit"):md.index("## Examples")]
+    assert "Over the 3 seeds" in audit and "| verdicts |" in audit
+    assert paths["figure2_tiny"].read_bytes().startswith(PNG)

@@ -10,7 +10,7 @@ from aerobust.report.blocks import Block, Figure, Heading, Paragraph, Table
 from aerobust.report.figures import audit_png, paper_audit_png
 from aerobust.report.load import PAPER_NAMES, Part, Row
 from aerobust.report.numbers import fmt, signed
-from aerobust.report.seeds import seed_of
+from aerobust.report.seeds import group, seed_of, summary
 
 
 def _pct(x: float | None) -> str:
@@ -172,6 +172,27 @@ def _claims(rows: list[Row], paper_dataset: str) -> list[tuple[str, str, str]]:
     return out
 
 
+def _over_seeds(rows: list[Row], variants: list[str]) -> Table:
+    """Per model and eps, the audit summarised over its seeds, verdicts counted."""
+    body = []
+    for (variant, eps), reps in sorted(group(rows, "variant", "eps").items(),
+                                       key=lambda kv: (variants.index(kv[0][0]), kv[0][1])):
+        audited = summary(reps, "audited_accuracy", percent=False)
+        drops = [{"seed": seed_of(r), "gap": r["audited_accuracy"] - r["baseline_accuracy"]}
+                 for r in reps]
+        verdicts = [r["verdict"] for r in reps]
+        body.append([variant, f"{eps:g}", str(len(reps)),
+                     summary(reps, "clean_accuracy", percent=False).text(1),
+                     summary(reps, "baseline_accuracy", percent=False).text(1),
+                     audited.text(1),
+                     "-" if audited.lo is None else f"{fmt(audited.lo, 1)} - {fmt(audited.hi, 1)}",
+                     summary(drops, "gap", percent=False).text(1),
+                     ", ".join(f"{v} {verdicts.count(v)}" for v in dict.fromkeys(verdicts))])
+    return Table(["model", "eps", "seeds", "clean (%)", "PGD-CE (%)", "audited (%)",
+                  "95% interval", "audited - PGD-CE", "verdicts"], body,
+                 numeric=[False, True, True, True, True, True, True, True, False])
+
+
 def paper_audit_blocks(part: Part) -> list[Block]:
     """One part's audit of the paper's models: the table, the figure, the claims."""
     rows = part.rows.get("audit")
@@ -194,6 +215,11 @@ def paper_audit_blocks(part: Part) -> list[Block]:
         numeric=[False, True, True, True, True, True, True, True, True, False, False, False],
         status_column=9)
     claims = _claims(rows, part.paper_dataset)
+    spread = [] if len(seeds) < 2 else [
+        Paragraph(f"Over the {len(seeds)} seeds (mean ± std; the interval is Student's t over "
+                  "the seeds; `audited - PGD-CE` taken per seed, then summarised); each "
+                  "seed's audit follows."),
+        _over_seeds(rows, variants)]
     return [
         Paragraph(f"Every model audited on the first {first['n']} test images of "
                   f"`{part.name}`, budget `{first['budget']}`, seed(s) "
@@ -203,6 +229,7 @@ def paper_audit_blocks(part: Part) -> list[Block]:
                   "accuracy), with its Clopper-Pearson interval; the gap and McNemar's test "
                   "compare the two on the same points. Each audit's evidence (rungs, sanity "
                   f"checks, probes, eps curve): `{part.name}/audit.json`."),
+        *spread,
         table,
         Figure(f"audit_{part.name}", paper_audit_png(rows, part.name),
                f"the paper's models audited on {part.name}",

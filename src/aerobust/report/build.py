@@ -40,11 +40,17 @@ def _verdicts(results: Results) -> list[Block]:
             rows.append([verdict.claim if i == 0 else "", f"`{name}`", verdict.status,
                          verdict.text])
     return [Heading(2, "Verdicts"),
-            Paragraph("Each claim of the paper judged from our numbers: **agrees** when ours "
-                      "show the paper's effect in every comparable cell (ties aside), "
-                      "**mixed** when in some, **disagrees** when in none. Accuracy "
-                      "differences are in percentage points. The paper's figures are its own "
-                      "(MNIST or CIFAR-10), also where a part runs on other data."),
+            Paragraph("Each claim of the paper judged from our numbers, with their noise in "
+                      "view: a comparison of two models is a paired test on the same images "
+                      "and seeds (t over the seeds; McNemar on the points with one seed). "
+                      "**agrees** when ours differ significantly (5%) in the paper's "
+                      "direction in some comparable cells and against it in none, "
+                      "**disagrees** the other way round, **mixed** when both, "
+                      "**inconclusive** when no difference stands out of the noise. Accuracy "
+                      "differences are in percentage points; [lo, hi] is a 95% interval, `*` "
+                      "marks a significant one. The paper's figures are its own (MNIST or "
+                      "CIFAR-10), also where a part runs on other data; where the paper's "
+                      "value lies outside our 95% interval, the verdict says by how much."),
             Table(["Claim", "Part", "Verdict", "Our figures, and the paper's"], rows,
                   status_column=2)]
 

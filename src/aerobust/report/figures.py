@@ -74,7 +74,7 @@ def _accuracy_axes(ax: Axes, eps: Sequence[float]) -> None:
 
 def _seeds(rows: list[Row]) -> str:
     seeds = len({seed_of(r) for r in rows})
-    return f"; mean and +- std band over {seeds} seeds" if seeds > 1 else ""
+    return f"; mean over {seeds} seeds, band ± one std" if seeds > 1 else ""
 
 
 def figure2_png(rows: list[Row], dataset: str) -> bytes:
@@ -126,7 +126,7 @@ def figure4_png(parts: Sequence[tuple[str, list[Row] | None]]) -> bytes:
     seeds = max((len({seed_of(r) for r in rows}) for _, rows in parts if rows), default=1)
     fig.suptitle(f"Fig. 4: {', '.join(attacks)} white-box accuracy without and with PGD "
                  f"adversarial training (advC)"
-                 + (f"; mean and +- std band over {seeds} seeds" if seeds > 1 else ""))
+                 + (f"\nmean over {seeds} seeds, band ± one std" if seeds > 1 else ""))
     return _png(fig)
 
 

@@ -49,13 +49,15 @@ class Summary:
     lo: float | None
     hi: float | None
 
-    def text(self, digits: int = 2) -> str:
-        """"78.40" for one seed, "78.40 ± 1.20" for several."""
+    def text(self, digits: int = 2, seeds: int | None = None) -> str:
+        """"78.40" for one seed, "78.40 ± 1.20" for several; "(n=2)" appended when the
+        cell has fewer values than the table's ``seeds``."""
         if self.mean is None:
             return "-"
+        n = f" (n={self.n})" if seeds is not None and self.n != seeds else ""
         if self.n < 2:
-            return fmt(self.mean, digits)
-        return f"{fmt(self.mean, digits)} ± {fmt(self.std, digits)}"
+            return fmt(self.mean, digits) + n
+        return f"{fmt(self.mean, digits)} ± {fmt(self.std, digits)}{n}"
 
     def inside(self, value: float) -> bool | None:
         if self.lo is None or self.hi is None:
@@ -162,5 +164,5 @@ def spread_note(rows: Sequence[Row]) -> str:
         return (f"One seed ({seeds[0] if seeds else 0}): no seed-to-seed spread; 95% "
                 "intervals are the test sample's (Clopper-Pearson).")
     return (f"Mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))}; n = "
-            f"{len(seeds)} per cell unless a cell says otherwise); 95% intervals are "
+            f"{len(seeds)} per cell unless the cell says otherwise); 95% intervals are "
             "Student's t over the seeds.")

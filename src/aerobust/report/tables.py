@@ -7,7 +7,14 @@ from __future__ import annotations
 from aerobust.report.blocks import Block, Paragraph, Table
 from aerobust.report.load import Part, Row
 from aerobust.report.numbers import ATTACK_LABELS, eps_label, fmt, ratio, sci, setting_label
-from aerobust.report.seeds import group, paired, spread_note, summary, versus_paper
+from aerobust.report.seeds import (
+    group,
+    paired,
+    seed_of,
+    spread_note,
+    summary,
+    versus_paper,
+)
 
 TRIPLE = ["ours", "paper", "diff"]
 DIFF_NOTE = ("`diff`: ours minus the paper's, \"≈\" where the paper's value lies inside our "
@@ -16,12 +23,16 @@ PAIRED_NOTE = ("`AE-C minus C`: the paired difference on the same images and see
                "interval, \"*\" where the paired test finds it significant at 5%.")
 
 
-def _triple(rows: list[Row]) -> list[str]:
+def _triple(rows: list[Row], seeds: int) -> list[str]:
     """Ours (over the seeds), the paper's, and ours minus the paper's, for one cell."""
     if not rows:
         return ["-", "-", "-"]
     cell, paper = summary(rows), rows[0].get("paper")
-    return [cell.text(), fmt(paper), versus_paper(cell, paper)]
+    return [cell.text(seeds=seeds), fmt(paper), versus_paper(cell, paper)]
+
+
+def _seeds(rows: list[Row]) -> int:
+    return len({seed_of(r) for r in rows})
 
 
 def _paired(first: list[Row], second: list[Row]) -> str:
@@ -48,14 +59,14 @@ def table1(part: Part) -> list[Block]:
     rows = part.rows.get("table1")
     if rows is None:
         return _not_run(part, "table1")
-    by = group(rows, "variant", "attack", "eps")
+    by, seeds = group(rows, "variant", "attack", "eps"), _seeds(rows)
     header = ["Attack", "eps", *(f"C {h}" for h in TRIPLE), *(f"AE-C {h}" for h in TRIPLE),
               "AE-C minus C", "median L2 C", "median L2 AE-C"]
     body = []
     for attack, eps in dict.fromkeys((r["attack"], r["eps"]) for r in rows):
         c, a = by.get(("C", attack, eps), []), by.get(("AE-C", attack, eps), [])
-        body.append([ATTACK_LABELS.get(attack, attack), eps_label(eps), *_triple(c),
-                     *_triple(a), _paired(c, a), _median_l2(c), _median_l2(a)])
+        body.append([ATTACK_LABELS.get(attack, attack), eps_label(eps), *_triple(c, seeds),
+                     *_triple(a, seeds), _paired(c, a), _median_l2(c), _median_l2(a)])
     params = {r["attack"]: r for r in rows if r.get("params")}
     notes = [f"{next(iter(params.values()), rows[0])['n']} test images"]
     if "cw" in params:
@@ -80,7 +91,7 @@ def table2(part: Part) -> list[Block]:
     rows = part.rows.get("table2")
     if rows is None:
         return _not_run(part, "table2")
-    by = group(rows, "substitute", "variant", "attack", "eps")
+    by, seeds = group(rows, "substitute", "variant", "attack", "eps"), _seeds(rows)
     header = ["Attack", "eps", *(f"C {h}" for h in TRIPLE), "C sub",
               *(f"AE-C {h}" for h in TRIPLE), "AE-C sub", "AE-C minus C"]
     blocks: list[Block] = [Paragraph(part.paper_note() + " `sub`: the substitute's own "
@@ -96,7 +107,7 @@ def table2(part: Part) -> list[Block]:
             for variant in ("C", "AE-C"):
                 replicates = by.get((kind, variant, attack, eps), [])
                 pair.append(replicates)
-                line += [*_triple(replicates),
+                line += [*_triple(replicates, seeds),
                          summary(replicates, "substitute_accuracy").text()
                          if replicates else "-"]
             body.append([*line, _paired(*pair)])
@@ -129,7 +140,8 @@ def table3(part: Part) -> list[Block]:
         header = ["Attack", "eps", *(f"{setting_label(s)} {h}" for s in settings
                                      for h in TRIPLE)]
         body = [[ATTACK_LABELS.get(attack, attack), eps_label(eps),
-                 *(v for s in settings for v in _triple(by.get((s, attack, eps), [])))]
+                 *(v for s in settings
+                   for v in _triple(by.get((s, attack, eps), []), _seeds(rows)))]
                 for attack, eps in dict.fromkeys((r["attack"], r["eps"]) for r in mine)]
         # one (setting, attack)'s rows: every eps of it has the same clean accuracy per seed
         first = {s: next(v for (setting, _), v in some.items() if setting == s)

@@ -4,10 +4,12 @@ Layout of the output folder (the report reads nothing else)::
 
     OUT/reproduce.json          preset, command, parts, times, versions
     OUT/reproduce.log           what ran, what was reused, seconds
-    OUT/<part>/part.json        config, dataset checksum, finished experiments, model runs
-    OUT/<part>/<experiment>.*   rows (JSON, CSV), Markdown, PNG for figures
-    OUT/<part>/cells/...        one file per finished cell (the resume points)
+    OUT/<part>/part.json        resolved config, dataset checksum, finished experiments, runs
+    OUT/<part>/<experiment>.json  rows, with the resolved config they ran under
+    OUT/<part>/<experiment>.csv   the rows as CSV (drawn by the report)
+    OUT/<part>/cells/...        one file per finished cell, named by its key (resume points)
     OUT/<part>/examples.npz     example images for the report
+    OUT/report.md, .html, report_files/   the report (``aerobust.report``)
 
 Every file is written atomically, so a run killed at any point (SIGINT or SIGKILL)
 resumes from its finished cells and trained models and ends with the numbers an

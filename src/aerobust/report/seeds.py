@@ -85,7 +85,10 @@ def summary(rows: Sequence[Row], field: str = "accuracy", percent: bool = True) 
     if len(values) >= 2:
         std = statistics.stdev(values)
         half = _t(len(values)) * std / math.sqrt(len(values))
-        return Summary(mean, std, len(values), mean - half, mean + half)
+        lo, hi = mean - half, mean + half
+        if field.endswith("accuracy"):  # a percentage: the interval stays inside 0..100
+            lo, hi = max(lo, 0.0), min(hi, 100.0)
+        return Summary(mean, std, len(values), lo, hi)
     n = rows[0].get("n")
     if percent and n:
         lo, hi = proportion_interval(round(values[0] * n / 100), n, LEVEL)
@@ -139,8 +142,9 @@ def paired(first: Sequence[Row], second: Sequence[Row], field: str = "accuracy",
     diffs = [b[field] - a[field] for a, b in pairs]
     if len(pairs) >= 2:
         mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
-        if sd == 0:
-            return Paired(mean, mean, mean, 0.0 if mean else 1.0, len(pairs), "paired t")
+        if sd == 0:  # every seed moved by the same amount: t cannot say; count points
+            return Paired(mean, mean, mean, _pooled_mcnemar(pairs, points), len(pairs),
+                          "McNemar, pooled over the seeds")
         half = _t(len(pairs)) * sd / math.sqrt(len(pairs))
         p = float(stats.ttest_1samp(diffs, 0.0).pvalue)
         return Paired(mean, mean - half, mean + half, p, len(pairs), "paired t")
@@ -155,6 +159,16 @@ def paired(first: Sequence[Row], second: Sequence[Row], field: str = "accuracy",
     z = float(stats.norm.ppf(0.5 + LEVEL / 2))
     return Paired(100 * d, 100 * (d - z * se), 100 * (d + z * se), mcnemar(only_a, only_b), 1,
                   "McNemar")
+
+
+def _pooled_mcnemar(pairs: list[tuple[Row, Row]], points: str) -> float | None:
+    """McNemar's test on the discordant points summed over the seeds; None without a
+    per-point record."""
+    if not all(points in a and points in b for a, b in pairs):
+        return None
+    only_a = sum(len(set(a[points]) - set(b[points])) for a, b in pairs)
+    only_b = sum(len(set(b[points]) - set(a[points])) for a, b in pairs)
+    return mcnemar(only_a, only_b)
 
 
 def spread_note(rows: Sequence[Row]) -> str:

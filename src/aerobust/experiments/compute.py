@@ -106,8 +106,8 @@ def compute(cell: Cell, ctx: Context) -> Row:
     runs = ctx.runs_of(cell.model)
     if cell.task == "clean":
         correct = predict(model, x).cpu() == y
-        return {"accuracy": percent(correct.double().mean().item()), "clean_accuracy":
-                percent(correct.double().mean().item()), "n": len(x),
+        accuracy = percent(correct.double().mean().item())
+        return {"accuracy": accuracy, "clean_accuracy": accuracy, "n": len(x),
                 "points": _indices(correct), **runs}
     if cell.task == "attack":
         spec = p["attack"]

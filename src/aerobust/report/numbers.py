@@ -18,10 +18,6 @@ def sci(x: float | None) -> str:
     return "-" if x is None else f"{x:.2e}"
 
 
-def diff(ours: float | None, paper: float | None) -> str:
-    return "-" if ours is None or paper is None else signed(ours - paper)
-
-
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 

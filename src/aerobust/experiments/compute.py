@@ -51,11 +51,19 @@ class Context:
         self.device = resolve_device(device)
         self.progress = progress
         self.runs: dict[str, Run] = {}  # every run a cell used, by name (for the record)
+        self._runs: dict[str, Run] = {}
         self._models: dict[str, nn.Module] = {}
         self._crafted: dict[str, Evaluation] = {}
 
     def run(self, net: Net) -> Run:
-        """The finished training run of ``net`` (trained now if the store lacks it)."""
+        """The finished training run of ``net`` (trained now if the store lacks it),
+        looked up once per process: cells ask for the same runs again and again."""
+        key = _json(net)
+        if key not in self._runs:
+            self._runs[key] = self._train(net)
+        return self._runs[key]
+
+    def _train(self, net: Net) -> Run:
         data = self.dataset
         if net.labels_from is not None:
             labels = predict(self.model(net.labels_from), data.x_train)
@@ -122,7 +130,9 @@ def compute(cell: Cell, ctx: Context) -> Row:
             row["test_mse"] = test_mse
         return row
     if cell.task == "transfer":
-        sub = Model(**_model_fields(p["substitute"]))
+        sub = cell.substitute
+        if sub is None:
+            raise ValueError(f"transfer cell {cell.coords} names no substitute")
         crafted = ctx.crafted(sub, p["attack"], p["n"], p["batch_size"])
         result = score(model, crafted, x, y, batch_size=p["batch_size"])
         row = result.to_dict()
@@ -139,17 +149,6 @@ def compute(cell: Cell, ctx: Context) -> Row:
                        batch_size=p["batch_size"], progress=ctx.progress)
         return {**audit_row(result.to_dict()), **runs}
     raise ValueError(f"unknown task {cell.task!r}")
-
-
-def _model_fields(d: dict[str, Any]) -> dict[str, Any]:
-    """A ``Model`` from its recorded dict (a substitute named in a cell's params)."""
-    def net(n: dict[str, Any] | None) -> Net | None:
-        if n is None:
-            return None
-        labels = n.get("labels_from")
-        return Net(n["arch"], n["seed"], n["epochs"], n.get("options", {}),
-                   None if labels is None else Model(**_model_fields(labels)))
-    return {"classifier": net(d["classifier"]), "autoencoder": net(d.get("autoencoder"))}
 
 
 def audit_row(result: dict[str, Any]) -> Row:

@@ -11,8 +11,6 @@ of Table 2(b), trained with plain CE (for the AE-C variants an AE-C substitute).
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from aerobust.experiments.recipes import Setup, attack, replicates, substitute
 from aerobust.experiments.spec import Cell
 
@@ -26,7 +24,7 @@ def cells(setup: Setup) -> list[Cell]:
     c = setup.config
     out = []
     for seed, name, target in replicates(setup, VARIANTS):
-        sub = asdict(substitute(setup, "same", target, seed))
+        sub = substitute(setup, "same", target, seed)
         for box in BOXES:
             for attack_name in ATTACKS:
                 for eps in c.eps_sweep:
@@ -36,8 +34,7 @@ def cells(setup: Setup) -> list[Cell]:
                     params = {"attack": attack(setup, attack_name, eps, seed,
                                                steps=c.masking_pgd_steps, keep=keep),
                               "n": c.masking_n, "batch_size": c.batch_size}
-                    if box == "black":
-                        params["substitute"] = sub
-                    out.append(Cell(EXPERIMENT, coords,
-                                    "transfer" if box == "black" else "attack", target, params))
+                    black = box == "black"
+                    out.append(Cell(EXPERIMENT, coords, "transfer" if black else "attack",
+                                    target, params, substitute=sub if black else None))
     return out

@@ -51,8 +51,9 @@ class Model:
 @dataclass(frozen=True)
 class Cell:
     """One result cell. ``coords`` are the row's coordinates in its table (variant,
-    attack, eps, seed, ...); ``task`` and ``params`` what to compute on ``model``;
-    ``info`` is copied into the row but not hashed (the paper's reference value)."""
+    attack, eps, seed, ...); ``task`` and ``params`` what to compute on ``model`` (with
+    ``substitute`` for a transfer); ``info`` is copied into the row but not hashed (the
+    paper's reference value)."""
 
     experiment: str
     coords: dict[str, Any]
@@ -60,11 +61,15 @@ class Cell:
     model: Model
     params: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)
+    substitute: Model | None = None  # a transfer's: the model the attack runs on
 
     def spec(self) -> dict[str, Any]:
-        """Everything that determines the row, as plain JSON values."""
+        """Everything that determines the row, as plain JSON values (a substitute among
+        the task's parameters)."""
+        params = self.params if self.substitute is None else {
+            **self.params, "substitute": dataclasses.asdict(self.substitute)}
         return {"experiment": self.experiment, "coords": self.coords, "task": self.task,
-                "model": dataclasses.asdict(self.model), "params": self.params}
+                "model": dataclasses.asdict(self.model), "params": params}
 
     def components(self) -> list[str]:
         """The code a cell's numbers depend on, named for ``code_version``."""

@@ -10,8 +10,6 @@ barely over the substitute's boundary and transfers poorly.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from aerobust.experiments import paper
 from aerobust.experiments.recipes import Setup, attack, substitute, variant
 from aerobust.experiments.spec import Cell
@@ -29,7 +27,7 @@ def cells(setup: Setup) -> list[Cell]:
         for kind in KINDS:
             for name in VARIANTS:
                 target = variant(setup, name, seed)
-                sub = asdict(substitute(setup, kind, target, seed))
+                sub = substitute(setup, kind, target, seed)
                 for attack_name in ATTACKS:
                     for eps in c.eps:
                         crafted = attack(setup, attack_name, eps, seed,
@@ -40,8 +38,7 @@ def cells(setup: Setup) -> list[Cell]:
                             EXPERIMENT, {"substitute": kind, "variant": name,
                                          "attack": attack_name, "eps": eps, "seed": seed},
                             "transfer", target,
-                            {"substitute": sub, "attack": crafted, "n": c.masking_n,
-                             "batch_size": c.batch_size},
+                            {"attack": crafted, "n": c.masking_n, "batch_size": c.batch_size},
                             {"paper": ref, "paper_dataset": setup.paper_dataset,
-                             "substitute_labels": c.substitute_labels}))
+                             "substitute_labels": c.substitute_labels}, sub))
     return out

@@ -76,9 +76,8 @@ class Workspace:
 
     def plan(self, experiment: str, out_dir: Path) -> list[Planned]:
         directory = Path(out_dir) / "cells" / experiment
-        return [Planned(cell, key, directory / f"{key}.json")
-                for cell in self.cells(experiment)
-                for key in (cell.key(self.dataset.checksum),)]
+        keys = [(cell, cell.key(self.dataset.checksum)) for cell in self.cells(experiment)]
+        return [Planned(cell, key, directory / f"{key}.json") for cell, key in keys]
 
     def provenance(self) -> dict[str, Any]:
         return {"dataset": self.dataset.name, "data_checksum": self.dataset.checksum,

@@ -177,16 +177,16 @@ def _over_seeds(rows: list[Row], variants: list[str]) -> Table:
     body = []
     for (variant, eps), reps in sorted(group(rows, "variant", "eps").items(),
                                        key=lambda kv: (variants.index(kv[0][0]), kv[0][1])):
-        audited = summary(reps, "audited_accuracy", percent=False)
+        audited = summary(reps, "audited_accuracy")
         drops = [{"seed": seed_of(r), "gap": r["audited_accuracy"] - r["baseline_accuracy"]}
                  for r in reps]
         verdicts = [r["verdict"] for r in reps]
         body.append([variant, f"{eps:g}", str(len(reps)),
-                     summary(reps, "clean_accuracy", percent=False).text(1),
-                     summary(reps, "baseline_accuracy", percent=False).text(1),
+                     summary(reps, "clean_accuracy").text(1),
+                     summary(reps, "baseline_accuracy").text(1),
                      audited.text(1),
                      "-" if audited.lo is None else f"{fmt(audited.lo, 1)} - {fmt(audited.hi, 1)}",
-                     summary(drops, "gap", percent=False).text(1),
+                     summary(drops, "gap").text(1),
                      ", ".join(f"{v} {verdicts.count(v)}" for v in dict.fromkeys(verdicts))])
     return Table(["model", "eps", "seeds", "clean (%)", "PGD-CE (%)", "audited (%)",
                   "95% interval", "audited - PGD-CE", "verdicts"], body,

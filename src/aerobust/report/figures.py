@@ -215,9 +215,9 @@ def _audit_cell(reps: list[Row]) -> Row | None:
     the verdict of the majority and Student's t interval of the audited accuracy."""
     if len(reps) < 2:
         return reps[0] if reps else None
-    audited = summary(reps, "audited_accuracy", percent=False)
+    audited = summary(reps, "audited_accuracy")
     verdicts = [r["verdict"] for r in reps]
-    return {"baseline_accuracy": summary(reps, "baseline_accuracy", percent=False).mean,
+    return {"baseline_accuracy": summary(reps, "baseline_accuracy").mean,
             "audited_accuracy": audited.mean, "audited_interval": [audited.lo, audited.hi],
             "verdict": max(set(verdicts), key=verdicts.count)}
 

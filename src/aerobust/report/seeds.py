@@ -75,9 +75,11 @@ def _t(n: int) -> float:
     return float(stats.t.ppf(0.5 + LEVEL / 2, n - 1))
 
 
-def summary(rows: Sequence[Row], field: str = "accuracy", percent: bool = True) -> Summary:
-    """Mean, std and interval of ``field`` over the rows (one per seed). ``percent``: the
-    field is an accuracy in percent over ``row["n"]`` images (the one-seed interval)."""
+def summary(rows: Sequence[Row], field: str = "accuracy") -> Summary:
+    """Mean, std and interval of ``field`` over the rows (one per seed). A field named
+    ``...accuracy`` is a percentage of ``row["n"]`` images: its interval stays inside
+    0..100, and with one seed it is the images' binomial interval."""
+    percent = field.endswith("accuracy")
     values = [r[field] for r in rows if r.get(field) is not None]
     if not values:
         return Summary(None, None, 0, None, None)
@@ -86,7 +88,7 @@ def summary(rows: Sequence[Row], field: str = "accuracy", percent: bool = True) 
         std = statistics.stdev(values)
         half = _t(len(values)) * std / math.sqrt(len(values))
         lo, hi = mean - half, mean + half
-        if field.endswith("accuracy"):  # a percentage: the interval stays inside 0..100
+        if percent:
             lo, hi = max(lo, 0.0), min(hi, 100.0)
         return Summary(mean, std, len(values), lo, hi)
     n = rows[0].get("n")

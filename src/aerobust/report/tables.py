@@ -50,7 +50,7 @@ def _not_run(part: Part, experiment: str) -> list[Block]:
 
 
 def _median_l2(rows: list[Row]) -> str:
-    return summary(rows, "median_l2", percent=False).text(3) if rows else "-"
+    return summary(rows, "median_l2").text(3) if rows else "-"
 
 
 def table1(part: Part) -> list[Block]:
@@ -150,7 +150,7 @@ def table3(part: Part) -> list[Block]:
                                      for v in (summary(first[s], "clean_accuracy").text(),
                                                "-", "-"))])
         body.append(["test MSE", "-", *(v for s in settings for v in (
-            summary(first[s], "test_mse", percent=False).text(5), "-", "-"))])
+            summary(first[s], "test_mse").text(5), "-", "-"))])
         blocks += [Paragraph(f"**({letter})** {method.capitalize()} method."),
                    Table(header, body, _numeric(header))]
     return [*blocks, Paragraph(f"{rows[0]['n']} test images. " + spread_note(rows) + " "
@@ -171,12 +171,12 @@ def table4(part: Part) -> list[Block]:
     body = []
     for target in dict.fromkeys(r["target"] for r in rows):
         c, a = by.get(("C", target), []), by.get(("AE-C", target), [])
-        gc, ga = (summary(x, "gradient_amplitude", percent=False) for x in (c, a))
+        gc, ga = (summary(x, "gradient_amplitude") for x in (c, a))
         ratios = [r for r in (ratio(y["gradient_amplitude"], x["gradient_amplitude"])
                               for x, y in zip(c, a, strict=False)) if r is not None]
         pc, pa = (c[0].get("paper") if c else None), (a[0].get("paper") if a else None)
         body.append([labels.get(target, target), _sci(gc), _sci(ga),
-                     summary([{"r": r} for r in ratios], "r", percent=False).text(),
+                     summary([{"r": r} for r in ratios], "r").text(),
                      sci(pc), sci(pa), fmt(ratio(pa, pc))])
     first = rows[0]
     return [Paragraph(part.paper_note() + " The paper does not give its pixel range or "

@@ -107,8 +107,8 @@ def white_box(rows: list[Row], paper_dataset: str) -> tuple[str, str]:
     pairs = [p for p in _pairs(rows, "C", "AE-C", "attack", "eps") if p[0][0] != "clean"]
     results = _compared(pairs)
     text = f"AE-C vs C: {_tally(results, 'attack rows')}."
-    norms = [(ATTACK_LABELS[cell[0]], summary(c, "median_l2", percent=False).mean,
-              summary(a, "median_l2", percent=False).mean) for cell, c, a in pairs
+    norms = [(ATTACK_LABELS[cell[0]], summary(c, "median_l2").mean,
+              summary(a, "median_l2").mean) for cell, c, a in pairs
              if cell[0] in ("cw", "deepfool")]
     norms = [(name, c, a) for name, c, a in norms if c is not None and a is not None]
     if norms:
@@ -238,9 +238,9 @@ def gradient(rows: list[Row], paper_dataset: str) -> tuple[str, str]:
     ratios = [r for r in ratios if r["ratio"] is not None]
     if not ratios:
         return NO_DATA, "No true-class gradient amplitude for both C and AE-C."
-    ours = summary(ratios, "ratio", percent=False)
-    gc = summary(c, "gradient_amplitude", percent=False).mean
-    ga = summary(a, "gradient_amplitude", percent=False).mean
+    ours = summary(ratios, "ratio")
+    gc = summary(c, "gradient_amplitude").mean
+    ga = summary(a, "gradient_amplitude").mean
     claimed_higher = paper_dataset == "cifar10"
     effect = "raises" if ours.mean > 1 else "lowers" if ours.mean < 1 else "leaves unchanged"
     spread = ("" if ours.lo is None else f", 95% interval {fmt(ours.lo)} - {fmt(ours.hi)}")

@@ -14,6 +14,11 @@ from torch import nn
 from aerobust.data import Dataset
 from aerobust.training import RunStore
 
+# Every experiment at the smallest sizes that still exercise it.
+TINY = ["--classifier-epochs", "1", "--ae-epochs", "1", "--pgd-steps", "2", "--n", "12",
+        "--masking-n", "8", "--masking-pgd-steps", "2", "--eps", "20,80", "--eps-sweep", "0,40",
+        "--lambdas", "0,1", "--gammas", "0,1", "--n-cw", "4", "--cw-steps", "5",
+        "--cw-binary-steps", "2", "--audit-budget", "quick"]
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
@@ -35,6 +40,12 @@ def make_dataset(n_train: int = 96, n_test: int = 48, channels: int = 1, size: i
     digest = hashlib.sha256(xtr.numpy().tobytes() + xte.numpy().tobytes()).hexdigest()
     return Dataset(name="synthetic", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte,
                    num_classes=classes, checksum=f"sha256:{digest}")
+
+
+def reproduce_args(tiny_npz: str, out: Path, store: Path, *extra: str) -> list[str]:
+    """``aerobust reproduce`` of every experiment at the TINY sizes on ``tiny_npz``."""
+    return ["reproduce", "--preset", "mnist", "--dataset", tiny_npz, "--out", str(out),
+            "--store", str(store), "--quiet", *TINY, *extra]
 
 
 @pytest.fixture

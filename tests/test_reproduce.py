@@ -11,49 +11,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from aerobust.cli import EXPERIMENT_NAMES, main
 from aerobust.errors import UserError
 from aerobust.experiments.presets import PRESETS, parts
+from aerobust.reproduce import numbers
+from tests.conftest import reproduce_args
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-# Every experiment at the smallest sizes that still exercise it.
-TINY = ["--classifier-epochs", "1", "--ae-epochs", "1", "--pgd-steps", "2", "--n", "12",
-        "--masking-n", "8", "--masking-pgd-steps", "2", "--eps", "20,80", "--eps-sweep", "0,40",
-        "--lambdas", "0,1", "--gammas", "0,1", "--n-cw", "4", "--cw-steps", "5",
-        "--cw-binary-steps", "2", "--audit-budget", "quick"]
-# what differs between two runs that compute the same numbers
-TIMING = {"cell_seconds", "seconds", "images_per_second"}
-
-
-def _command(tiny_npz: str, out: Path, store: Path, *extra: str) -> list[str]:
-    return ["reproduce", "--preset", "mnist", "--dataset", tiny_npz, "--out", str(out),
-            "--store", str(store), "--quiet", *TINY, *extra]
-
-
-def _untimed(value: Any) -> Any:
-    """``value`` without timings at any depth (an audit row nests its rungs' seconds)."""
-    if isinstance(value, dict):
-        return {k: _untimed(v) for k, v in value.items() if k not in TIMING}
-    if isinstance(value, list):
-        return [_untimed(v) for v in value]
-    return value
-
-
-def _numbers(out: Path) -> dict[str, list[dict]]:
-    """Every experiment's rows without their timings."""
-    result = {}
-    for path in sorted(out.glob("*/*.json")):
-        if path.name == "part.json":
-            continue
-        rows = json.loads(path.read_text())["rows"]
-        result[f"{path.parent.name}/{path.name}"] = _untimed(rows)
-    return result
-
 
 def _subprocess(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -77,7 +44,7 @@ def test_presets() -> None:
 def reference(tmp_path_factory: pytest.TempPathFactory, tiny_npz: str) -> Path:
     """One uninterrupted run in a subprocess (as a user runs it), fresh store."""
     root = tmp_path_factory.mktemp("reference")
-    proc = _subprocess(_command(tiny_npz, root / "out", root / "store"))
+    proc = _subprocess(reproduce_args(tiny_npz, root / "out", root / "store"))
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     return root / "out"
@@ -102,7 +69,7 @@ def test_reproduce_runs_every_experiment_and_writes_the_report(reference: Path) 
 
 def test_killed_run_resumes_with_the_uninterrupted_numbers(
         tmp_path: Path, tiny_npz: str, reference: Path) -> None:
-    args = _command(tiny_npz, tmp_path / "out", tmp_path / "store")
+    args = reproduce_args(tiny_npz, tmp_path / "out", tmp_path / "store")
     proc = _subprocess(args)
     cells = tmp_path / "out" / "d" / "cells"
     deadline = time.monotonic() + 300
@@ -118,7 +85,7 @@ def test_killed_run_resumes_with_the_uninterrupted_numbers(
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert sum(1 for _ in cells.glob("*/*.json")) > done_before
-    assert _numbers(tmp_path / "out") == _numbers(reference)
+    assert numbers(tmp_path / "out") == numbers(reference)
     # The wall time covers what it can: the killed session is kept, marked, not counted.
     manifest = json.loads((tmp_path / "out" / "reproduce.json").read_text())
     killed, resumed = manifest["sessions"]
@@ -132,10 +99,10 @@ def test_second_run_reuses_everything(tmp_path: Path, tiny_npz: str, reference: 
     """Nothing left to do: no cell is recomputed and no model trained."""
     store = tmp_path / "store"
     out = tmp_path / "out"
-    assert main(_command(tiny_npz, out, store, "--only", "table1,table4")) == 0
+    assert main(reproduce_args(tiny_npz, out, store, "--only", "table1,table4")) == 0
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("d/cells/*/*.json")}
     start = time.perf_counter()
-    assert main(_command(tiny_npz, out, store, "--only", "table1,table4")) == 0
+    assert main(reproduce_args(tiny_npz, out, store, "--only", "table1,table4")) == 0
     assert time.perf_counter() - start < 20
     assert {p: p.stat().st_mtime_ns for p in out.glob("d/cells/*/*.json")} == stamps
     assert "table1: already finished, reused" in (out / "reproduce.log").read_text()
@@ -144,20 +111,20 @@ def test_second_run_reuses_everything(tmp_path: Path, tiny_npz: str, reference: 
     first, second = manifest["sessions"]
     assert manifest["seconds"] == pytest.approx(first["seconds"] + second["seconds"])
     assert first["seconds"] > second["seconds"]
-    ref = _numbers(reference)
-    assert _numbers(out) == {k: ref[k] for k in ("d/table1.json", "d/table4.json")}
+    ref = numbers(reference)
+    assert numbers(out) == {k: ref[k] for k in ("d/table1.json", "d/table4.json")}
     # Other settings are other work: their sessions do not count.
-    assert main(_command(tiny_npz, out, store, "--only", "table4", "--seed", "1")) == 0
+    assert main(reproduce_args(tiny_npz, out, store, "--only", "table4", "--seed", "1")) == 0
     assert len(json.loads((out / "reproduce.json").read_text())["sessions"]) == 1
 
 
-def test_jobs_run_experiments_in_parallel_with_the_same_numbers(
+def test_jobs_run_experiments_in_parallel_with_the_samenumbers(
         tmp_path: Path, tiny_npz: str, reference: Path) -> None:
     only = "table1,table3,table4"
-    assert main(_command(tiny_npz, tmp_path / "out", tmp_path / "store", "--only", only,
+    assert main(reproduce_args(tiny_npz, tmp_path / "out", tmp_path / "store", "--only", only,
                          "--jobs", "2")) == 0
-    ref = _numbers(reference)
-    assert _numbers(tmp_path / "out") == {f"d/{e}.json": ref[f"d/{e}.json"]
+    ref = numbers(reference)
+    assert numbers(tmp_path / "out") == {f"d/{e}.json": ref[f"d/{e}.json"]
                                           for e in only.split(",")}
 
 
@@ -167,7 +134,7 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path, tiny_npz: st
     out.mkdir()
     with open(out / ".lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        assert main(_command(tiny_npz, out, tmp_path / "store")) == 2
+        assert main(reproduce_args(tiny_npz, out, tmp_path / "store")) == 2
     assert "another `aerobust reproduce` is writing here" in capsys.readouterr().err
     assert not (out / "reproduce.json").exists()
 
@@ -179,7 +146,7 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path, tiny_npz: st
 ])
 def test_bad_options_exit_2_with_one_line(tmp_path: Path, tiny_npz: str, capsys,
                                           extra: list[str], message: str) -> None:
-    assert main(_command(tiny_npz, tmp_path / "out", tmp_path / "store", *extra)) == 2
+    assert main(reproduce_args(tiny_npz, tmp_path / "out", tmp_path / "store", *extra)) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
@@ -195,7 +162,7 @@ def test_plan_lists_every_cell_the_run_computes(tmp_path: Path, tiny_npz: str,
                                                 reference: Path, capsys) -> None:
     """The plan, made before anything runs, is the run: same cells, same keys."""
     capsys.readouterr()
-    assert main([*_command(tiny_npz, tmp_path / "fresh", tmp_path / "store"), "--plan",
+    assert main([*reproduce_args(tiny_npz, tmp_path / "fresh", tmp_path / "store"), "--plan",
                  "--json"]) == 0
     planned = json.loads(capsys.readouterr().out)
     cells = planned["cells"]
@@ -209,7 +176,7 @@ def test_plan_lists_every_cell_the_run_computes(tmp_path: Path, tiny_npz: str,
     assert pgd["params"]["attack"]["params"]["steps"] == 2
     assert pgd["params"]["attack"]["params"]["seed"] == 0 and pgd["params"]["n"] == 12
     assert set(pgd["code"]) == {"trainer", "attack:pgd", "metrics"}
-    assert main([*_command(tiny_npz, reference, tmp_path / "store"), "--plan"]) == 0
+    assert main([*reproduce_args(tiny_npz, reference, tmp_path / "store"), "--plan"]) == 0
     assert f"total: {len(cells)} cells, {len(cells)} cached" in capsys.readouterr().out
 
 
@@ -226,7 +193,7 @@ def test_a_changed_attack_recomputes_exactly_its_cells(
     real = spec.code_version
     monkeypatch.setattr(spec, "code_version",
                         lambda c: real(c) + ("-changed" if c == "attack:cw" else ""))
-    assert main(_command(tiny_npz, out, store)) == 0
+    assert main(reproduce_args(tiny_npz, out, store)) == 0
     after = {p.stem: json.loads(p.read_text()) for p in out.glob("d/cells/*/*.json")}
     new = [after[k] for k in set(after) - set(before)]
     # table1's CW rows of C and AE-C: the only cells that use CW
@@ -241,7 +208,7 @@ def test_seeds_give_every_table_its_spread(tmp_path: Path, tiny_npz: str) -> Non
     """--seeds 2: every model trained and attacked twice; tables show mean +- std, the
     figure draws a band, the paired comparisons use the two seeds."""
     out = tmp_path / "out"
-    assert main(_command(tiny_npz, out, tmp_path / "store", "--only", "table1,figure4",
+    assert main(reproduce_args(tiny_npz, out, tmp_path / "store", "--only", "table1,figure4",
                          "--seeds", "2")) == 0
     rows = json.loads((out / "d" / "table1.json").read_text())["rows"]
     assert sorted({r["seed"] for r in rows}) == [0, 1] and len(rows) == 2 * 2 * 7
@@ -254,3 +221,27 @@ def test_seeds_give_every_table_its_spread(tmp_path: Path, tiny_npz: str) -> Non
     assert "AE-C minus C" in table1 and "95% intervals are Student's t" in table1
     part = json.loads((out / "d" / "part.json").read_text())
     assert part["seeds"] == 2
+
+
+def test_ray_backend_without_ray_says_how_to_install(tmp_path: Path, tiny_npz: str,
+                                                      monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    out = tmp_path / "out"
+    assert main(reproduce_args(tiny_npz, out, tmp_path / "store", "--backend", "ray")) == 2
+    assert "pip install 'aerobust[ray]'" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything was written
+    assert main(["audit", "--classifier", str(tmp_path), "--dataset", tiny_npz, "--eps", "8",
+                 "--backend", "ray"]) == 2
+    assert "pip install 'aerobust[ray]'" in capsys.readouterr().err
+
+
+def test_ray_backend_refuses_local_jobs(tiny_npz: str, tmp_path: Path, capsys) -> None:
+    assert main(reproduce_args(tiny_npz, tmp_path / "out", tmp_path / "store", "--backend", "ray",
+                         "--jobs", "2")) == 2
+    assert "--jobs is for --backend local" in capsys.readouterr().err
+
+
+def test_ray_options_need_the_ray_backend(tiny_npz: str, tmp_path: Path, capsys) -> None:
+    assert main(reproduce_args(tiny_npz, tmp_path / "out", tmp_path / "store",
+                         "--address", "127.0.0.1:6379")) == 2
+    assert "--address needs --backend ray" in capsys.readouterr().err

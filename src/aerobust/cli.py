@@ -259,7 +259,13 @@ def cmd_audit(args: argparse.Namespace) -> None:
     if args.ae is not None and args.defense is not None:
         raise UserError("give --ae or --defense, not both")
     eps = _eps(args.eps)
-    device = resolve_device(args.device)
+    backend = _backend(args)
+    if args.backend == "ray":
+        from aerobust.cluster import require_ray
+
+        require_ray()
+    # on Ray the model is built here and audited where the cluster places the task
+    device = resolve_device(args.device if args.backend == "local" else "cpu")
     dataset = load_dataset(args.dataset, args.data_dir)
     clf_path = _checkpoint_path(args.classifier)
     _check_fits(clf_path, dataset)
@@ -283,8 +289,14 @@ def cmd_audit(args: argparse.Namespace) -> None:
             raise UserError(f"the defense must keep the input's shape {tuple(x.shape[1:])} "
                             f"in front of the classifier, got {shape}")
         model = AEClassifier(front, model)
-    result = audit(model, x, y, eps, budget=args.budget, seed=args.seed,
-                   batch_size=args.batch_size, progress=not args.quiet)
+    options = {"budget": args.budget, "seed": args.seed, "batch_size": args.batch_size}
+    if args.backend == "ray":
+        from aerobust import cluster
+
+        result = cluster.audit(model, x, y, eps, address=backend["address"],
+                               device=args.device, cpus=backend["task_cpus"], **options)
+    else:
+        result = audit(model, x, y, eps, progress=not args.quiet, **options)
     row = {"dataset": dataset.name, "data_checksum": dataset.checksum,
            "classifier": str(args.classifier), "ae": None if args.ae is None else str(args.ae),
            "defense": args.defense, **result.to_dict()}
@@ -375,7 +387,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         return
     paths = reproduce(plans, experiments, out, preset=args.preset, command=command_line(),
                       store=RunStore(args.store), device=args.device, jobs=args.jobs,
-                      progress=not args.quiet)
+                      progress=not args.quiet, **_backend(args))
     manifest = json.loads((out / "reproduce.json").read_text())
     _emit(args, {"out": str(out), "report": {k: str(v) for k, v in paths.items()},
                  "seconds": manifest["seconds"]},
@@ -410,6 +422,33 @@ def _experiment_options(p: argparse.ArgumentParser) -> None:
             metavar="A,B,..." if several else None,
             help=f"{meta['help']}{' (comma-separated)' if several else ''}; default: "
                  f"{profile_default(f.name)}")
+
+
+def _backend_options(p: argparse.ArgumentParser, jobs: bool) -> None:
+    if jobs:
+        p.add_argument("--jobs", type=int, default=1,
+                       help="--backend local: experiments run in this many processes at "
+                            "once (default 1)")
+    p.add_argument("--backend", default="local", choices=("local", "ray"),
+                   help="local: this machine (default); ray: tasks on a Ray cluster "
+                        "(pip install 'aerobust[ray]')")
+    p.add_argument("--address", default=None,
+                   help="--backend ray: HOST:PORT of the cluster's head, or auto (default: "
+                        "the running cluster, else a local one on 127.0.0.1)")
+    p.add_argument("--task-cpus", type=int, default=None,
+                   help="--backend ray: CPUs (and torch threads) per task (default 1)")
+
+
+def _backend(args: argparse.Namespace) -> dict[str, Any]:
+    """The backend options, checked: the Ray ones mean nothing to the local backend."""
+    if args.backend == "local":
+        given = [f for f, v in (("--address", args.address), ("--task-cpus", args.task_cpus))
+                 if v is not None]
+        if given:
+            verb = "needs" if len(given) == 1 else "need"
+            raise UserError(f"{' and '.join(given)} {verb} --backend ray")
+    return {"backend": args.backend, "address": args.address or "auto",
+            "task_cpus": 1 if args.task_cpus is None else args.task_cpus}
 
 
 def _per_family(setting: str, scale: float = 1) -> str:
@@ -513,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--batch-size", type=int, default=256)
     aud.add_argument("--out", type=Path, default=None,
                      help="write audit.json, audit.md and audit.html here")
+    _backend_options(aud, jobs=False)
     _common(aud)
     aud.set_defaults(func=cmd_audit)
 
@@ -538,8 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "or $AEROBUST_DATA)")
     rep.add_argument("--out", type=Path, default=None,
                      help="output folder (default results/<preset>)")
-    rep.add_argument("--jobs", type=int, default=1,
-                     help="experiments run in this many processes at once (default 1)")
+    _backend_options(rep, jobs=True)
     rep.add_argument("--plan", action="store_true",
                      help="list the cells the run would compute or reuse (with --json: "
                           "each with its key and resolved spec) and stop")

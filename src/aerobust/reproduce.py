@@ -36,15 +36,17 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from aerobust import atomic
+from aerobust import atomic, cluster
 from aerobust.allocator import allocator_settings, retain_freed_memory
 from aerobust.errors import UserError
 from aerobust.experiments import EXPERIMENTS, ExperimentConfig, Workspace, run_experiment
 from aerobust.experiments.examples import write_examples
+from aerobust.experiments.workspace import Planned
 from aerobust.provenance import library_versions
 from aerobust.training import RunStore
 
 LOG = logging.getLogger("aerobust.reproduce")
+BACKENDS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -162,17 +164,32 @@ def _check_experiments(experiments: Sequence[str]) -> None:
 
 def reproduce(plans: Sequence[PartPlan], experiments: Sequence[str], out: Path, *,
               preset: str, command: str, store: RunStore | None = None, device: str = "auto",
-              jobs: int = 1, progress: bool = True) -> dict[str, Path]:
-    """Run (or finish) ``experiments`` for every part, then write the report."""
+              jobs: int = 1, progress: bool = True, backend: str = "local",
+              address: str = "auto", task_cpus: int = 1) -> dict[str, Path]:
+    """Run (or finish) ``experiments`` for every part, then write the report.
+
+    ``backend``: ``local`` runs experiments in ``jobs`` processes of this machine;
+    ``ray`` runs the plan's cells as tasks on the Ray cluster at ``address``
+    (``auto``: the running one, else a local one), each task with ``task_cpus`` CPUs
+    (and a GPU with ``device='cuda'``)."""
     _check_experiments(experiments)
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend == "ray" and jobs != 1:
+        raise UserError("--jobs is for --backend local; on Ray the cluster's CPUs and GPUs "
+                        "decide how much runs at once")
+    if backend == "ray":
+        cluster.require_ray()  # before anything is written
     store = store or RunStore()
     out = Path(out)
     with _locked(out), _logging_to(out / "reproduce.log"):
         started, clock = _now(), time.perf_counter()
-        # Every part's data first: missing data fails before anything is written.
-        spaces = [Workspace(p.config, store, device=device, progress=progress) for p in plans]
+        # Every part's data first: missing data fails before anything is written. On
+        # Ray the driver only relabels data for substitutes and draws the examples.
+        here = device if backend == "local" else "auto"
+        spaces = [Workspace(p.config, store, device=here, progress=progress) for p in plans]
         configs = {plan.name: ws.config.digest for plan, ws in zip(plans, spaces, strict=True)}
         session = {"command": command, "started": started, "finished": None, "seconds": None,
                    "configs": configs}
@@ -186,8 +203,12 @@ def reproduce(plans: Sequence[PartPlan], experiments: Sequence[str], out: Path, 
         total = sum(len(ws.cells(e)) for ws in spaces for e in experiments)
         with tqdm(total=total, desc="reproduce", unit="cell", disable=not progress,
                   dynamic_ncols=True, position=0) as bar:
-            for plan, ws in zip(plans, spaces, strict=True):
-                _run_part(plan, ws, experiments, out / plan.name, store, device, jobs, bar)
+            if backend == "ray":
+                _run_on_ray(plans, spaces, experiments, out, store, device, address,
+                            task_cpus, bar)
+            else:
+                for plan, ws in zip(plans, spaces, strict=True):
+                    _run_part(plan, ws, experiments, out / plan.name, store, device, jobs, bar)
         session.update(finished=_now(), seconds=time.perf_counter() - clock)
         manifest.update(finished=session["finished"],
                         seconds=sum(s["seconds"] or 0.0 for s in sessions))
@@ -200,50 +221,103 @@ def reproduce(plans: Sequence[PartPlan], experiments: Sequence[str], out: Path, 
         return paths
 
 
+class _Part:
+    """A part's bookkeeping (``part.json``): its config, finished experiments, runs."""
+
+    def __init__(self, plan: PartPlan, ws: Workspace, part_dir: Path) -> None:
+        part_dir.mkdir(parents=True, exist_ok=True)
+        self.plan, self.ws, self.dir = plan, ws, part_dir
+        digest = ws.config.digest
+        part = _read_json(part_dir / "part.json")
+        if part.get("config_hash") != digest:  # another config: its finished list does not hold
+            part = {}
+        part.update(part=plan.name, dataset=ws.dataset.name, data_checksum=ws.dataset.checksum,
+                    family=ws.family, paper_dataset=ws.paper_dataset,
+                    config=ws.config.to_dict(), config_hash=digest, seed=ws.config.seed,
+                    seeds=ws.config.seeds, versions=library_versions())
+        part.setdefault("experiments", {})
+        part.setdefault("runs", {})
+        self.data = part
+        LOG.info("part %s: %s (%s), config %s", plan.name, ws.dataset.name,
+                 ws.dataset.checksum, digest)
+
+    def todo(self, experiments: Sequence[str], bar: tqdm) -> list[str]:
+        """The experiments left to run; the finished ones count on the bar."""
+        todo = []
+        for name in experiments:
+            if _is_done(self.ws, self.dir, self.data, name):
+                bar.update(len(self.ws.cells(name)))
+                LOG.info("%s/%s: already finished, reused", self.plan.name, name)
+            else:
+                todo.append(name)
+        self.write()
+        return todo
+
+    def finished(self, name: str, seconds: float, n_rows: int, runs: dict[str, Any]) -> None:
+        self.data["experiments"][name] = {"seconds": seconds, "rows": n_rows,
+                                          "config_hash": self.ws.config.digest,
+                                          "finished": _now()}
+        self.data["runs"].update(runs)
+        self.write()
+        LOG.info("%s/%s: %d rows in %.1f s", self.plan.name, name, n_rows, seconds)
+
+    def close(self, todo: Sequence[str]) -> None:
+        """The examples for the report (the first seed's C and AE-C), and the record."""
+        if todo or not (self.dir / "examples.npz").is_file():
+            write_examples(self.ws, self.dir)
+            self.data["runs"].update(_run_summaries(self.ws))
+        self.write()
+
+    def write(self) -> None:
+        atomic.write_json(self.dir / "part.json", self.data)
+
+
 def _run_part(plan: PartPlan, ws: Workspace, experiments: Sequence[str], part_dir: Path,
               store: RunStore, device: str, jobs: int, bar: tqdm) -> None:
-    part_dir.mkdir(parents=True, exist_ok=True)
-    digest = ws.config.digest
-    part = _read_json(part_dir / "part.json")
-    if part.get("config_hash") != digest:  # another config: its finished list does not hold
-        part = {}
-    part.update(part=plan.name, dataset=ws.dataset.name, data_checksum=ws.dataset.checksum,
-                family=ws.family, paper_dataset=ws.paper_dataset, config=ws.config.to_dict(),
-                config_hash=digest, seed=ws.config.seed, seeds=ws.config.seeds,
-                versions=library_versions())
-    part.setdefault("experiments", {})
-    part.setdefault("runs", {})
-    LOG.info("part %s: %s (%s), config %s", plan.name, ws.dataset.name, ws.dataset.checksum,
-             digest)
-
-    def finished(name: str, seconds: float, n_rows: int, runs: dict[str, Any]) -> None:
-        part["experiments"][name] = {"seconds": seconds, "rows": n_rows,
-                                     "config_hash": digest, "finished": _now()}
-        part["runs"].update(runs)
-        atomic.write_json(part_dir / "part.json", part)
-        LOG.info("%s/%s: %d rows in %.1f s", plan.name, name, n_rows, seconds)
-
-    todo = []
-    for name in experiments:
-        if _is_done(ws, part_dir, part, name):
-            bar.update(len(ws.cells(name)))
-            LOG.info("%s/%s: already finished, reused", plan.name, name)
-        else:
-            todo.append(name)
-    atomic.write_json(part_dir / "part.json", part)
+    part = _Part(plan, ws, part_dir)
+    todo = part.todo(experiments, bar)
     ws.on_cell = lambda row: bar.update(1)
     if jobs == 1 or len(todo) < 2:
         for name in todo:
             bar.set_postfix_str(f"{plan.name}/{name}")
             start = time.perf_counter()
             rows = run_experiment(name, ws, part_dir)
-            finished(name, time.perf_counter() - start, len(rows), _run_summaries(ws))
+            part.finished(name, time.perf_counter() - start, len(rows), _run_summaries(ws))
     else:
-        _run_parallel(plan, ws, todo, part_dir, store, device, jobs, bar, finished)
-    if todo or not (part_dir / "examples.npz").is_file():
-        write_examples(ws, part_dir)
-        part["runs"].update(_run_summaries(ws))
-    atomic.write_json(part_dir / "part.json", part)
+        _run_parallel(plan, ws, todo, part_dir, store, device, jobs, bar, part.finished)
+    part.close(todo)
+
+
+def _run_on_ray(plans: Sequence[PartPlan], spaces: Sequence[Workspace],
+                experiments: Sequence[str], out: Path, store: RunStore, device: str,
+                address: str, task_cpus: int, bar: tqdm) -> None:
+    """Every part's unfinished cells at once on the cluster; then, on the driver, each
+    experiment's rows file (from the cell files) and the examples. An experiment's
+    seconds are from the start until its last cell came back (experiments overlap)."""
+    parts = [_Part(plan, ws, out / plan.name) for plan, ws in zip(plans, spaces, strict=True)]
+    todo = [part.todo(experiments, bar) for part in parts]
+    work = [(part.ws, [p for name in names for p in part.ws.plan(name, part.dir)])
+            for part, names in zip(parts, todo, strict=True)]
+    for _, planned in work:
+        bar.update(sum(p.cached for p in planned))
+    last: dict[tuple[int, str], float] = {}
+    start = time.perf_counter()
+
+    def on_row(ws: Workspace, planned: Planned, row: dict[str, Any]) -> None:
+        last[(id(ws), planned.cell.experiment)] = time.perf_counter() - start
+        bar.update(1)
+
+    with cluster.connected(address) as ray:
+        where = cluster.placement(ray, device, task_cpus)
+        LOG.info("ray: %s, tasks on %s with %s", address,
+                 where.device, where.resources)
+        cluster.run_cells(ray, work, store, where, on_row, bar.set_postfix_str)
+    for part, names in zip(parts, todo, strict=True):
+        for name in names:
+            rows = run_experiment(name, part.ws, part.dir)  # every cell is on disk now
+            part.finished(name, last.get((id(part.ws), name), 0.0), len(rows),
+                          _run_summaries(part.ws))
+        part.close(names)
 
 
 def _run_parallel(plan: PartPlan, ws: Workspace, todo: list[str], part_dir: Path,
@@ -272,6 +346,27 @@ def _run_parallel(plan: PartPlan, ws: Workspace, todo: list[str], part_dir: Path
             for future in pending:
                 future.cancel()
             raise
+
+
+# what differs between two runs that computed the same numbers
+TIMING_FIELDS = frozenset({"cell_seconds", "seconds", "images_per_second"})
+
+
+def untimed(value: Any) -> Any:
+    """``value`` without timings at any depth (an audit row nests its rungs' seconds)."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if k not in TIMING_FIELDS}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
+
+
+def numbers(out: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every experiment's rows in a ``reproduce`` folder, by ``part/experiment.json``,
+    without their timings: two runs (two backends, a killed and resumed run, two
+    machines) computed the same numbers exactly when these are equal."""
+    return {f"{path.parent.name}/{path.name}": untimed(json.loads(path.read_text())["rows"])
+            for path in sorted(Path(out).glob("*/*.json")) if path.name != "part.json"}
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:

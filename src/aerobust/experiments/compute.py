@@ -22,7 +22,7 @@ from aerobust.device import resolve_device
 from aerobust.experiments.spec import Cell, Model, Net
 from aerobust.metrics import gradient_amplitude, predict
 from aerobust.models import AEClassifier
-from aerobust.training import Run, RunStore, default_spec
+from aerobust.training import Run, RunStore, TrainSpec, default_spec
 
 Row = dict[str, Any]
 
@@ -60,19 +60,27 @@ class Context:
         looked up once per process: cells ask for the same runs again and again."""
         key = _json(net)
         if key not in self._runs:
-            self._runs[key] = self._train(net)
+            spec, data = self.train_spec(net)
+            self.adopt(net, self.store.train(spec, data, self.device, progress=self.progress))
         return self._runs[key]
 
-    def _train(self, net: Net) -> Run:
+    def train_spec(self, net: Net) -> tuple[TrainSpec, Dataset]:
+        """What training ``net`` means here: its full spec and the data it trains on (a
+        substitute's labels are the predictions of the model it imitates, so that
+        model's runs are looked up first)."""
         data = self.dataset
         if net.labels_from is not None:
             labels = predict(self.model(net.labels_from), data.x_train)
             source = hashlib.sha256(_json(net.labels_from).encode()).hexdigest()[:16]
             data = relabelled(data, labels, source)
-        spec = default_spec(net.arch, data, seed=net.seed, epochs=net.epochs, **net.options)
-        run = self.store.train(spec, data, self.device, progress=self.progress)
+        return default_spec(net.arch, data, seed=net.seed, epochs=net.epochs,
+                            **net.options), data
+
+    def adopt(self, net: Net, run: Run) -> None:
+        """Use ``run`` as ``net``'s finished run (one trained elsewhere, e.g. by a
+        cluster task, or just now by the store)."""
+        self._runs[_json(net)] = run
         self.runs[run.path.name] = run
-        return run
 
     def model(self, spec: Model) -> nn.Module:
         key = _json(spec)

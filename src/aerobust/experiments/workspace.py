@@ -90,18 +90,21 @@ class Workspace:
         else:
             start = time.perf_counter()
             values = compute(planned.cell, self.context)
-            cell = planned.cell
-            row = {"experiment": cell.experiment, **cell.coords, **cell.info, **values,
-                   "cell_seconds": time.perf_counter() - start, "key": planned.key,
-                   "spec": cell.spec(),
-                   "code": cell.code(),
-                   **self.provenance()}
-            atomic.write_json(planned.path, row)
-            # the stored form: a resumed run returns exactly what a fresh one did
-            row = json.loads(json.dumps(row))
+            row = self.record(planned, values, time.perf_counter() - start)
         if self.on_cell is not None:
             self.on_cell(row)
         return row
+
+    def record(self, planned: Planned, values: Row, seconds: float) -> Row:
+        """Write a computed cell's row (its values, where it sits, what made it) to its
+        cell file, atomically; returned in the stored form, so a resumed run returns
+        exactly what a fresh one did."""
+        cell = planned.cell
+        row = {"experiment": cell.experiment, **cell.coords, **cell.info, **values,
+               "cell_seconds": seconds, "key": planned.key, "spec": cell.spec(),
+               "code": cell.code(), **self.provenance()}
+        atomic.write_json(planned.path, row)
+        return json.loads(json.dumps(row))
 
 
 def run_experiment(name: str, ws: Workspace, out_dir: Path) -> list[Row]:

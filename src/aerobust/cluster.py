@@ -1,0 +1,352 @@
+"""``--backend ray``: the plan's cells and the models they need, as Ray tasks.
+
+Units of work:
+
+- a **training task** per distinct network (two experiments asking for one model wait
+  on one task); a substitute trained on another model's predictions is submitted once
+  that model is back;
+- a **cells task** per group of cells on one model (a transfer's group: one substitute
+  and one attack, so the adversarials are crafted once), which loads the model once.
+
+Each task asks for what it needs (one GPU with ``--device cuda``, CPUs otherwise), so a
+mixed cluster places the work. Weights and rows travel back as task results and only
+the driver writes the run store and the cell files, atomically: workers need no shared
+filesystem, no two processes write one file, and a driver killed mid-run resumes from
+the cells already written, as the local backend does. A task lost with its node is
+retried elsewhere (``MAX_RETRIES``); an error in a task stops the run with that error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aerobust.allocator import retain_freed_memory
+from aerobust.errors import UserError
+from aerobust.experiments.compute import Context, Row, compute
+from aerobust.experiments.spec import Cell, Model, Net
+from aerobust.experiments.workspace import Planned, Workspace
+from aerobust.training import Run, RunStore, TrainSpec
+from aerobust.training.store import MODEL_FILE
+
+INSTALL = "pip install 'aerobust[ray]'"
+# how often Ray runs a task again after its worker or node died (not after an error
+# the task raised: those stop the run)
+MAX_RETRIES = 3
+# the most cells one task computes: fewer tasks load fewer models, more keep every
+# worker busy to the end
+MAX_CELLS_PER_TASK = 8
+# its lines go to reproduce.log with the rest of the run's record
+LOG = logging.getLogger("aerobust.reproduce")
+
+
+def require_ray() -> Any:
+    """The ``ray`` module, or a user error that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError(f"--backend ray needs the `ray` package, which the default install "
+                        f"leaves out: {INSTALL}") from None
+    return ray
+
+
+@contextlib.contextmanager
+def connected(address: str = "auto") -> Iterator[Any]:
+    """Connected to the Ray cluster at ``address`` (``auto``: the running one, else a
+    local one started now on 127.0.0.1 and stopped at the end)."""
+    ray = require_ray()
+    if ray.is_initialized():  # the caller connected already (Python use): theirs to close
+        yield ray
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reports leave the machine
+    options = {"log_to_driver": False, "logging_level": logging.WARNING}
+    try:
+        if address == "auto":
+            try:
+                ray.init(address="auto", **options)
+            except ConnectionError:
+                ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, **options)
+        else:
+            ray.init(address=address, **options)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise UserError(f"--address {address}: cannot connect to a Ray cluster there "
+                        f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                        ) from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What each task asks the cluster for, and the device it then runs on."""
+
+    resources: dict[str, float]
+    device: str
+    threads: int
+
+
+def placement(ray: Any, device: str, cpus: int) -> Placement:
+    """``auto`` is CUDA when the cluster has a GPU; CUDA asks each task for one."""
+    if cpus < 1:
+        raise UserError(f"--task-cpus must be at least 1, got {cpus}")
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if device == "auto":
+        device = "cuda" if gpus >= 1 else "cpu"
+    if device.startswith("cuda"):
+        if gpus < 1:
+            raise UserError(f"--device {device}: the Ray cluster has no GPU")
+        return Placement({"num_gpus": 1, "num_cpus": cpus}, device, cpus)
+    return Placement({"num_cpus": cpus}, device, cpus)
+
+
+def _in_task(threads: int) -> None:
+    """A task's process settings: its share of the threads, the project's malloc."""
+    retain_freed_memory()
+    torch.set_num_threads(threads)
+
+
+def _train_task(spec: TrainSpec, data: Any, device: str, threads: int) -> dict[str, bytes]:
+    """Train one network in a scratch store; its files go back to the driver."""
+    _in_task(threads)
+    with tempfile.TemporaryDirectory(prefix="aerobust-train-") as tmp:
+        store = RunStore(tmp)
+        return store.export(store.train(spec, data, device, progress=False))
+
+
+class _ShippedRuns(RunStore):
+    """A task's store: only the runs the driver sent. Training here would repeat, on one
+    worker, work the plan gives to a training task: a bug, so it fails loudly."""
+
+    def train(self, spec: TrainSpec, *args: Any, **kwargs: Any) -> Run:
+        raise RuntimeError(f"run {spec.run_name} was not shipped to this task")
+
+
+def _cells_task(cells: list[Cell], runs: list[tuple[Net, TrainSpec, dict[str, Any], Any]],
+                data: Any, device: str, threads: int) -> list[tuple[Row, float]]:
+    """Compute ``cells`` on the runs sent with them; each row with its seconds."""
+    import ray
+
+    _in_task(threads)
+    weights = ray.get([ref for *_, ref in runs])
+    with tempfile.TemporaryDirectory(prefix="aerobust-cells-") as tmp:
+        ctx = Context(data, _ShippedRuns(tmp), device, progress=False)
+        for (net, spec, metrics, _), blob in zip(runs, weights, strict=True):
+            path = Path(tmp) / spec.run_name
+            path.mkdir(exist_ok=True)
+            (path / MODEL_FILE).write_bytes(blob)
+            ctx.adopt(net, Run(path, spec, metrics))
+        out = []
+        for cell in cells:
+            start = time.perf_counter()
+            values = compute(cell, ctx)
+            out.append((values, time.perf_counter() - start))
+        return out
+
+
+def _key(spec: Any) -> str:
+    """A spec (a dataclass or plain values) as canonical JSON: equal specs, equal keys."""
+    return json.dumps(spec if not dataclasses.is_dataclass(spec) else dataclasses.asdict(spec),
+                      sort_keys=True)
+
+
+def _nets(model: Model) -> list[Net]:
+    return [model.classifier] + ([model.autoencoder] if model.autoencoder else [])
+
+
+def _needs(cell: Cell) -> list[Net]:
+    """The networks a cell's task loads."""
+    return _nets(cell.model) + (_nets(cell.substitute) if cell.substitute else [])
+
+
+def _group(cell: Cell) -> str:
+    """Cells that share their expensive half: a transfer's substitute (its adversarials
+    are crafted once per attack and scored on every target), else the attacked model."""
+    if cell.task == "transfer" and cell.substitute is not None:
+        return _key({"substitute": dataclasses.asdict(cell.substitute)})
+    return _key(cell.model)
+
+
+def chunks(planned: Sequence[Planned], slots: int) -> list[list[Planned]]:
+    """The cells split into tasks of one ``_group`` each, about four tasks per slot and
+    at most ``MAX_CELLS_PER_TASK`` cells; the cells of one attack (a transfer's targets)
+    stay in one task unless they are more than a task holds."""
+    size = max(1, min(MAX_CELLS_PER_TASK, math.ceil(len(planned) / (4 * max(1, slots)))))
+    groups: dict[str, dict[str, list[Planned]]] = {}
+    for p in planned:
+        attack = _key(p.cell.params.get("attack") or {})
+        groups.setdefault(_group(p.cell), {}).setdefault(attack, []).append(p)
+    tasks: list[list[Planned]] = []
+    for by_attack in groups.values():
+        task: list[Planned] = []
+        for run in by_attack.values():
+            if task and len(task) + len(run) > size:
+                tasks.append(task)
+                task = []
+            for i in range(0, len(run), size):  # a run larger than a task is cut
+                task += run[i : i + size]
+                if len(task) >= size:
+                    tasks.append(task)
+                    task = []
+        if task:
+            tasks.append(task)
+    return tasks
+
+
+@dataclass
+class _Net:
+    """A network's state on the driver: its run once finished (and its weights in the
+    object store), or whether its training task is out."""
+
+    net: Net
+    part: int  # which of the run's datasets it trains on
+    ws: Workspace
+    run: Run | None = None
+    spec: TrainSpec | None = None
+    weights: Any = None  # the object ref of its model file, put once
+    submitted: bool = False
+
+
+@dataclass
+class _Task:
+    """A cells task: its cells, the networks it loads, whether it is out."""
+
+    part: int
+    ws: Workspace
+    cells: list[Planned]
+    nets: list[_Net] = field(default_factory=list)
+    submitted: bool = False
+
+
+def _failure(ray: Any, exc: Exception) -> Exception:
+    """A task's error as the driver raises it: a user error as itself; a task lost
+    after its retries as a user error that says the finished cells are kept."""
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, UserError):
+            return cause
+        return exc
+    return UserError(f"a task failed on the Ray cluster after {MAX_RETRIES} retries "
+                     f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                     "; the finished cells are kept: run the same command again to resume")
+
+
+def run_cells(ray: Any, work: Sequence[tuple[Workspace, Sequence[Planned]]], store: RunStore,
+              where: Placement, on_row: Callable[[Workspace, Planned, Row], None],
+              on_status: Callable[[str], None] | None = None) -> None:
+    """Compute every planned cell of ``work`` on the cluster; ``on_row`` gets each row
+    once the driver has written it. Networks already in ``store`` are not trained."""
+    train = ray.remote(max_retries=MAX_RETRIES, **where.resources)(_train_task)
+    cells_fn = ray.remote(max_retries=MAX_RETRIES, **where.resources)(_cells_task)
+    capacity = ray.cluster_resources()
+    slots = int(capacity.get("GPU", 0) if "num_gpus" in where.resources
+                else capacity.get("CPU", 1) // where.threads)
+    nets: dict[tuple[int, str], _Net] = {}
+
+    def net_state(part: int, net: Net) -> _Net:
+        return nets.setdefault((part, _key(net)), _Net(net, part, work[part][0]))
+
+    tasks: list[_Task] = []
+    data = {}
+    for i, (ws, planned) in enumerate(work):
+        todo = [p for p in planned if not p.cached]
+        if not todo:
+            continue
+        data[i] = ray.put(ws.dataset)
+        for chunk in chunks(todo, slots):
+            needed = {_key(n): n for p in chunk for n in _needs(p.cell)}.values()
+            tasks.append(_Task(i, ws, chunk, [net_state(i, n) for n in needed]))
+
+    def deps(n: _Net) -> list[_Net]:
+        """The networks whose predictions ``n`` trains on."""
+        if n.net.labels_from is None:
+            return []
+        return [net_state(n.part, d) for d in _nets(n.net.labels_from)]
+
+    def finish(n: _Net, run: Run) -> None:
+        n.ws.context.adopt(n.net, run)
+        n.run = run
+        n.weights = ray.put(run.checkpoint.read_bytes())
+
+    LOG.info("ray: %d cells in %d tasks, %d networks, %d slots",
+             sum(len(t.cells) for t in tasks), len(tasks), len(nets), slots)
+    pending: dict[Any, tuple[str, Any]] = {}
+    while any(not t.submitted for t in tasks) or pending:
+        # networks whose inputs are ready: reuse a finished run, else train it
+        changed = True
+        while changed:
+            changed = False
+            for n in list(nets.values()):
+                if n.submitted or not all(d.run is not None for d in deps(n)):
+                    continue
+                n.submitted = changed = True
+                n.spec, trained_on = n.ws.context.train_spec(n.net)
+                run = store.finished(n.spec)
+                if run is not None:
+                    finish(n, run)
+                    continue
+                ref = data[n.part] if trained_on is n.ws.dataset else ray.put(trained_on)
+                pending[train.remote(n.spec, ref, where.device, where.threads)] = ("train", n)
+        for t in tasks:
+            if not t.submitted and all(n.run is not None for n in t.nets):
+                t.submitted = True
+                runs = [(n.net, n.spec, n.run.metrics, n.weights) for n in t.nets]
+                ref = cells_fn.remote([p.cell for p in t.cells], runs, data[t.part],
+                                      where.device, where.threads)
+                pending[ref] = ("cells", t)
+        if on_status is not None:
+            training = sum(kind == "train" for kind, _ in pending.values())
+            on_status(f"{training} training, {len(pending) - training} cell tasks on Ray")
+        if not pending:
+            raise RuntimeError("cluster scheduler: tasks left but none can start")
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            kind, item = pending.pop(ref)
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                raise _failure(ray, exc) from None
+            if kind == "train":
+                finish(item, store.adopt(item.spec, result))
+                LOG.info("trained %s on the cluster", item.spec.run_name)
+            else:
+                for planned, (values, seconds) in zip(item.cells, result, strict=True):
+                    on_row(item.ws, planned, item.ws.record(planned, values, seconds))
+
+
+def _audit_task(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                options: dict[str, Any], device: str, threads: int) -> Any:
+    from aerobust.audit import audit
+
+    _in_task(threads)
+    return audit(model.to(device), x, y, eps, **options)
+
+
+def audit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
+          address: str = "auto", device: str = "auto", cpus: int = 1,
+          **options: Any) -> Any:
+    """``aerobust.audit`` run as a task on the Ray cluster at ``address``, placed on a
+    node with the resources it asks for (a GPU with ``device='cuda'``): audit a model
+    from a laptop on the lab's GPU machine. The model travels pickled (a defense
+    loaded from a file goes by value), so the worker needs only aerobust."""
+    with connected(address) as ray:
+        where = placement(ray, device, cpus)
+        task = ray.remote(max_retries=MAX_RETRIES, **where.resources)(_audit_task)
+        ref = task.remote(model.cpu(), x, y, eps, options, where.device, where.threads)
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            raise _failure(ray, exc) from None

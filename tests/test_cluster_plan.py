@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aerobust.cluster import MAX_CELLS_PER_TASK, _group, _needs, chunks
+from aerobust.cluster import MAX_CELLS_PER_TASK, _group, _needs, adopt_run, chunks, export_run
 from aerobust.experiments import ExperimentConfig, Workspace
 from aerobust.training import RunStore, default_spec
 from tests.conftest import make_dataset
@@ -66,7 +66,7 @@ def test_a_run_exported_and_adopted_elsewhere_is_the_same_run(tmp_path: Path) ->
     spec = default_spec("lenet5", data, seed=0, epochs=1)
     there, here = RunStore(tmp_path / "worker"), RunStore(tmp_path / "driver")
     run = there.train(spec, data, "cpu", progress=False)
-    adopted = here.adopt(spec, there.export(run))
+    adopted = adopt_run(here, spec, export_run(run))
     assert adopted.path == here.path(spec) and here.finished(spec) is not None
     assert adopted.metrics == run.metrics
     for a, b in zip(run.load().state_dict().values(), adopted.load().state_dict().values(),
@@ -74,6 +74,6 @@ def test_a_run_exported_and_adopted_elsewhere_is_the_same_run(tmp_path: Path) ->
         assert torch.equal(a, b)
     # a run finished here already is kept, never overwritten
     stamp = adopted.checkpoint.stat().st_mtime_ns
-    assert here.adopt(spec, there.export(run)).checkpoint.stat().st_mtime_ns == stamp
+    assert adopt_run(here, spec, export_run(run)).checkpoint.stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="a run's files"):
-        here.adopt(spec, {"model.pt": b""})
+        adopt_run(here, spec, {"model.pt": b""})

@@ -33,13 +33,15 @@ from typing import Any
 
 import torch
 
+from aerobust import atomic
 from aerobust.allocator import retain_freed_memory
 from aerobust.errors import UserError
 from aerobust.experiments.compute import Context, Row, compute
 from aerobust.experiments.spec import Cell, Model, Net
 from aerobust.experiments.workspace import Planned, Workspace
 from aerobust.training import Run, RunStore, TrainSpec
-from aerobust.training.store import MODEL_FILE
+from aerobust.training.store import MODEL_FILE, RESUME_FILE
+from aerobust.training.store import _locked as run_lock  # the store's per-run lock
 
 INSTALL = "pip install 'aerobust[ray]'"
 # how often Ray runs a task again after its worker or node died (not after an error
@@ -50,6 +52,8 @@ MAX_RETRIES = 3
 MAX_CELLS_PER_TASK = 8
 # its lines go to reproduce.log with the rest of the run's record
 LOG = logging.getLogger("aerobust.reproduce")
+# what a finished run in the store consists of: what travels from a training task
+RUN_FILES = ("spec.json", "metrics.json", "run.json", MODEL_FILE)
 
 
 def require_ray() -> Any:
@@ -119,12 +123,34 @@ def _in_task(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def export_run(run: Run) -> dict[str, bytes]:
+    """A finished run's files, to carry it to another machine's store."""
+    return {name: (run.path / name).read_bytes() for name in RUN_FILES}
+
+
+def adopt_run(store: RunStore, spec: TrainSpec, files: dict[str, bytes]) -> Run:
+    """Keep a run trained elsewhere (``export_run``'s files) in ``store`` as if trained
+    there, under the store's lock for that run; a run already finished there is kept.
+    The weights are written last: a driver killed while adopting leaves the run
+    unfinished, never half-finished."""
+    if set(files) != set(RUN_FILES):
+        raise ValueError(f"a run's files are {RUN_FILES}, got {sorted(files)}")
+    path = store.path(spec)
+    with run_lock(path):
+        run = store.finished(spec)
+        if run is not None:
+            return run
+        for name in sorted(files, key=lambda n: n == MODEL_FILE):
+            atomic.write_bytes(path / name, files[name])
+        (path / RESUME_FILE).unlink(missing_ok=True)
+        return Run(path, spec, json.loads(files["metrics.json"]))
+
+
 def _train_task(spec: TrainSpec, data: Any, device: str, threads: int) -> dict[str, bytes]:
     """Train one network in a scratch store; its files go back to the driver."""
     _in_task(threads)
     with tempfile.TemporaryDirectory(prefix="aerobust-train-") as tmp:
-        store = RunStore(tmp)
-        return store.export(store.train(spec, data, device, progress=False))
+        return export_run(RunStore(tmp).train(spec, data, device, progress=False))
 
 
 class _ShippedRuns(RunStore):
@@ -320,7 +346,7 @@ def run_cells(ray: Any, work: Sequence[tuple[Workspace, Sequence[Planned]]], sto
             except ray.exceptions.RayError as exc:
                 raise _failure(ray, exc) from None
             if kind == "train":
-                finish(item, store.adopt(item.spec, result))
+                finish(item, adopt_run(store, item.spec, result))
                 LOG.info("trained %s on the cluster", item.spec.run_name)
             else:
                 for planned, (values, seconds) in zip(item.cells, result, strict=True):

@@ -26,8 +26,6 @@ from aerobust.training.trainer import fit
 
 MODEL_FILE = "model.pt"
 RESUME_FILE = "resume.pt"
-# what a finished run consists of (``export``/``adopt`` carry these)
-RUN_FILES = ("spec.json", "metrics.json", "run.json", MODEL_FILE)
 
 
 def default_store() -> Path:
@@ -114,26 +112,6 @@ class RunStore:
             atomic.write_json(path / "run.json", provenance)
             resume.unlink(missing_ok=True)
             return Run(path, spec, metrics)
-
-    def export(self, run: Run) -> dict[str, bytes]:
-        """A finished run's files, to carry it to another machine's store."""
-        return {name: (run.path / name).read_bytes() for name in RUN_FILES}
-
-    def adopt(self, spec: TrainSpec, files: dict[str, bytes]) -> Run:
-        """Store a run trained elsewhere (``export``'s files) as if trained here; a run
-        already finished here is kept. The weights are written last, so a run killed
-        while adopting is unfinished, never half-finished."""
-        if set(files) != set(RUN_FILES):
-            raise ValueError(f"a run's files are {RUN_FILES}, got {sorted(files)}")
-        path = self.path(spec)
-        with _locked(path):
-            run = self.finished(spec)
-            if run is not None:
-                return run
-            for name in sorted(files, key=lambda n: n == MODEL_FILE):
-                atomic.write_bytes(path / name, files[name])
-            (path / RESUME_FILE).unlink(missing_ok=True)
-            return Run(path, spec, json.loads(files["metrics.json"]))
 
     @staticmethod
     def _read_state(path: Path) -> dict[str, Any]:

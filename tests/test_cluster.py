@@ -34,6 +34,14 @@ ray = pytest.importorskip("ray", reason="the Ray backend's tests need `pip insta
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 PORT = 6390
+DEFENSE = """
+import torch
+from torch import nn
+
+class Round(nn.Module):
+    def forward(self, x):
+        return torch.round(x * 7) / 7
+"""
 # token authentication on, with this run's own token (nothing read from ~/.ray)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
        "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
@@ -198,15 +206,19 @@ def test_cluster_run_gives_the_local_rows(cluster: Cluster, tiny_npz: str, local
     runs = list((tmp_path / "store").iterdir())
     assert runs and all((r / "model.pt").is_file() and (r / "run.json").is_file()
                         for r in runs)
-    # an audit placed on the cluster gives the local audit's result
+    # an audit placed on the cluster gives the local audit's result, with an AE in front
+    # or a defense from the user's file (its module is importable nowhere: it travels
+    # by value)
     clf, ae = (next((tmp_path / "store").glob(f"{kind}-*")) for kind in
                ("classifier-lenet5", "autoencoder-conv-ae"))
-    audit = ["audit", "--classifier", str(clf), "--ae", str(ae), "--dataset", tiny_npz,
-             "--eps", "40", "--budget", "quick", "--json", "--quiet"]
-    remote = json.loads(_finish(cluster.run(audit)))
-    assert main(audit) == 0
-    here = json.loads(capsys.readouterr().out)
-    assert untimed(remote) == untimed(here)
+    (tmp_path / "defense.py").write_text(DEFENSE)
+    for front in (["--ae", str(ae)], ["--defense", f"{tmp_path / 'defense.py'}:Round"]):
+        audit = ["audit", "--classifier", str(clf), *front, "--dataset", tiny_npz,
+                 "--eps", "40", "--budget", "quick", "--json", "--quiet"]
+        remote = json.loads(_finish(cluster.run(audit)))
+        assert main(audit) == 0
+        here = json.loads(capsys.readouterr().out)
+        assert untimed(remote) == untimed(here)
 
 
 def test_a_worker_node_killed_mid_run_and_the_run_finishes(

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from aerobust.cluster import MAX_CELLS_PER_TASK, _group, _needs, adopt_run, chunks, export_run
+from aerobust.cluster import (
+    MAX_CELLS_PER_TASK,
+    _failure,
+    _group,
+    _needs,
+    adopt_run,
+    chunks,
+    export_run,
+)
+from aerobust.errors import UserError
 from aerobust.experiments import ExperimentConfig, Workspace
 from aerobust.training import RunStore, default_spec
 from tests.conftest import make_dataset
@@ -77,3 +86,13 @@ def test_a_run_exported_and_adopted_elsewhere_is_the_same_run(tmp_path: Path) ->
     assert adopt_run(here, spec, export_run(run)).checkpoint.stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="a run's files"):
         adopt_run(here, spec, {"model.pt": b""})
+
+
+def test_task_failures_reach_the_user_as_one_line_or_as_they_are() -> None:
+    ray = pytest.importorskip("ray", reason="needs `pip install 'aerobust[ray]'`")
+    wrong = UserError("--eps 300: out of range")
+    assert _failure(ray, ray.exceptions.RayTaskError("f", "traceback", wrong)) is wrong
+    bug = ray.exceptions.RayTaskError("f", "traceback", ZeroDivisionError("x"))
+    assert _failure(ray, bug) is bug  # a bug keeps its traceback
+    lost = _failure(ray, ray.exceptions.WorkerCrashedError())
+    assert isinstance(lost, UserError) and "run the same command again" in str(lost)

@@ -11,12 +11,14 @@ import torch
 
 from aerobust.cluster import (
     MAX_CELLS_PER_TASK,
+    Placement,
     _failure,
     _group,
     _needs,
     adopt_run,
     chunks,
     export_run,
+    placement,
 )
 from aerobust.errors import UserError
 from aerobust.experiments import ExperimentConfig, Workspace
@@ -96,3 +98,24 @@ def test_task_failures_reach_the_user_as_one_line_or_as_they_are() -> None:
     assert _failure(ray, bug) is bug  # a bug keeps its traceback
     lost = _failure(ray, ray.exceptions.WorkerCrashedError())
     assert isinstance(lost, UserError) and "run the same command again" in str(lost)
+
+
+class _Cluster:
+    """What ``placement`` reads of a cluster: its resources."""
+
+    def __init__(self, **resources: float) -> None:
+        self.resources = resources
+
+    def cluster_resources(self) -> dict[str, float]:
+        return self.resources
+
+
+def test_tasks_ask_for_a_gpu_where_they_run_on_one() -> None:
+    gpus = _Cluster(CPU=16, GPU=2)
+    assert placement(gpus, "auto", 2) == Placement({"num_gpus": 1, "num_cpus": 2}, "cuda", 2)
+    assert placement(gpus, "cpu", 1) == Placement({"num_cpus": 1}, "cpu", 1)
+    assert placement(_Cluster(CPU=2), "auto", 1) == Placement({"num_cpus": 1}, "cpu", 1)
+    with pytest.raises(UserError, match="has no GPU"):
+        placement(_Cluster(CPU=2), "cuda", 1)
+    with pytest.raises(UserError, match="--task-cpus must be at least 1"):
+        placement(gpus, "cpu", 0)

@@ -41,6 +41,7 @@ def test_tasks_share_a_model_and_cover_the_plan_once(ws: Workspace, tmp_path: Pa
     for task in tasks:
         assert 1 <= len(task) <= MAX_CELLS_PER_TASK
         assert len({_group(p.cell) for p in task}) == 1  # one model (or substitute) each
+        assert len(task) == 1 or not any(p.cell.task == "audit" for p in task)
     # more slots, smaller tasks, so that every slot gets work; one slot, fewer loads
     if slots == 64:
         assert all(len(t) == 1 for t in tasks)

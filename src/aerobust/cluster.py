@@ -50,6 +50,10 @@ MAX_RETRIES = 3
 # the most cells one task computes: fewer tasks load fewer models, more keep every
 # worker busy to the end
 MAX_CELLS_PER_TASK = 8
+# cells that run alone: an audit is minutes of attacks, so grouping saves nothing but a
+# model load and costs balance, progress and, with the driver killed, finished work
+# (a task's rows come back when it ends)
+ALONE = frozenset({"audit"})
 # its lines go to reproduce.log with the rest of the run's record
 LOG = logging.getLogger("aerobust.reproduce")
 # what a finished run in the store consists of: what travels from a training task
@@ -209,13 +213,15 @@ def _group(cell: Cell) -> str:
 def chunks(planned: Sequence[Planned], slots: int) -> list[list[Planned]]:
     """The cells split into tasks of one ``_group`` each, about four tasks per slot and
     at most ``MAX_CELLS_PER_TASK`` cells; the cells of one attack (a transfer's targets)
-    stay in one task unless they are more than a task holds."""
+    stay in one task unless they are more than a task holds; ``ALONE`` cells go one per
+    task, first (the longest first keeps the end of the run short)."""
     size = max(1, min(MAX_CELLS_PER_TASK, math.ceil(len(planned) / (4 * max(1, slots)))))
     groups: dict[str, dict[str, list[Planned]]] = {}
+    tasks: list[list[Planned]] = [[p] for p in planned if p.cell.task in ALONE]
     for p in planned:
-        attack = _key(p.cell.params.get("attack") or {})
-        groups.setdefault(_group(p.cell), {}).setdefault(attack, []).append(p)
-    tasks: list[list[Planned]] = []
+        if p.cell.task not in ALONE:
+            attack = _key(p.cell.params.get("attack") or {})
+            groups.setdefault(_group(p.cell), {}).setdefault(attack, []).append(p)
     for by_attack in groups.values():
         task: list[Planned] = []
         for run in by_attack.values():

@@ -95,6 +95,40 @@ def test_killed_run_resumes_with_the_uninterrupted_numbers(
         tmp_path / "out" / "report.md").read_text()
 
 
+def test_killed_run_with_jobs_leaves_no_worker_behind(tmp_path: Path, tiny_npz: str) -> None:
+    """SIGKILL cannot be caught: the worker processes end with the run by themselves,
+    instead of computing on beside the next one."""
+    proc = _subprocess(reproduce_args(tiny_npz, tmp_path / "out", tmp_path / "store",
+                                      "--only", "table1,table2,audit", "--jobs", "2"))
+    cells = tmp_path / "out" / "d" / "cells"
+    deadline = time.monotonic() + 300
+    while sum(1 for _ in cells.glob("*/*.json")) < 3:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert len(workers) >= 3  # the manager and two workers
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "worker processes outlived the killed run"
+        time.sleep(0.1)
+
+
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def test_second_run_reuses_everything(tmp_path: Path, tiny_npz: str, reference: Path) -> None:
     """Nothing left to do: no cell is recomputed and no model trained."""
     store = tmp_path / "store"

@@ -25,12 +25,14 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ from aerobust.training import RunStore
 
 LOG = logging.getLogger("aerobust.reproduce")
 BACKENDS = ("local", "ray")
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,18 @@ def _run_summaries(ws: Workspace) -> dict[str, dict[str, Any]]:
                    "adversarial": run.spec.adversarial, "dataset": run.spec.dataset,
                    "metrics": run.metrics}
             for name, run in ws.runs.items()}
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker process ends with the run: a run killed with SIGKILL cannot stop its
+    workers, and orphans would go on computing beside the resumed run (Linux; elsewhere
+    a no-op)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
 
 
 def _run_in_worker(config: ExperimentConfig, store_root: str, device: str, part_dir: str,
@@ -327,7 +342,11 @@ def _run_parallel(plan: PartPlan, ws: Workspace, todo: list[str], part_dir: Path
     second worker waits for the first and reuses its weights."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=context) as pool:
+    manager = SyncManager(ctx=context)
+    manager.start(_die_with_parent, (os.getpid(),))
+    parent = (os.getpid(),)
+    with manager, ProcessPoolExecutor(jobs, mp_context=context, initializer=_die_with_parent,
+                                      initargs=parent) as pool:
         cells = manager.Queue()
         pending: set[Future] = {
             pool.submit(_run_in_worker, ws.config, str(store.root), device, str(part_dir),

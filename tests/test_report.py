@@ -325,3 +325,27 @@ def test_every_table_shows_the_seeds_spread(results: Path, tmp_path: Path) -> No
     audit = md[md.index("## Audit"):md.index("## Examples")]
     assert "Over the 3 seeds" in audit and "| verdicts |" in audit
     assert paths["figure2_tiny"].read_bytes().startswith(PNG)
+
+
+def test_time_says_which_experiments_a_ray_session_finished(results: Path,
+                                                            tmp_path: Path) -> None:
+    """On Ray an experiment's seconds run from the cluster run's start to its last cell;
+    the report says which experiments that applies to, by the sessions' commands."""
+    out = _copy(results, tmp_path)
+    meta = json.loads((out / PART / "part.json").read_text())
+    for name, entry in meta["experiments"].items():
+        entry["finished"] = ("2025-01-01T00:00:30+00:00" if name in ("table2", "audit")
+                             else "2025-01-01T00:00:05+00:00")
+    _write_json(out / PART / "part.json", meta)
+    manifest = json.loads((out / "reproduce.json").read_text())
+    manifest["sessions"] = [
+        {"command": "aerobust reproduce --jobs 2", "started": "2025-01-01T00:00:00+00:00",
+         "finished": None, "seconds": None},
+        {"command": "aerobust reproduce --backend ray", "finished": "2025-01-01T00:01:00+00:00",
+         "started": "2025-01-01T00:00:10+00:00", "seconds": 50.0}]
+    _write_json(out / "reproduce.json", manifest)
+    md = write_report(out)["md"].read_text()
+    assert "Finished on a Ray cluster (`--backend ray`): table2, audit;" in md
+    manifest["sessions"].pop()
+    _write_json(out / "reproduce.json", manifest)
+    assert "Ray cluster" not in write_report(out)["md"].read_text()

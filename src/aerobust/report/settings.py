@@ -138,6 +138,22 @@ def _parallel(results: Results) -> str:
     return f" (up to {jobs} experiments at a time, `--jobs {jobs}`)" if jobs > 1 else ""
 
 
+def _on_ray(results: Results) -> str:
+    """Which experiments a ``--backend ray`` session finished (by the sessions' commands
+    and times, the record of how the run was made), and what their seconds mean there."""
+    spans = [(s.get("started") or "", s.get("finished") or "~")  # "~": after any date
+             for s in results.manifest.get("sessions", [])
+             if re.search(r"--backend[= ]ray", s.get("command") or "")]
+    names = [e for e in EXPERIMENTS
+             if any(any(a <= p.meta.get("experiments", {}).get(e, {}).get("finished", "") <= b
+                        for a, b in spans) for p in results.parts)]
+    if not names:
+        return ""
+    return (f" Finished on a Ray cluster (`--backend ray`): {', '.join(names)}; there an "
+            "experiment's time runs from the start of the cluster run until its last cell "
+            "came back, and the experiments overlap.")
+
+
 def settings(results: Results) -> list[Block]:
     """Section 6: config per part, trained runs, seconds per experiment, versions."""
     parts = results.parts
@@ -171,7 +187,8 @@ def settings(results: Results) -> list[Block]:
         Table(["experiment", *names], time_rows, [False] + [True] * len(parts)),
         Paragraph(f"Each experiment's own time, training the models it was first to need "
                   f"included. Wall time of the whole run, example images included: "
-                  f"{duration(results.manifest.get('seconds'))}{_parallel(results)}."),
+                  f"{duration(results.manifest.get('seconds'))}{_parallel(results)}."
+                  f"{_on_ray(results)}"),
         *_session_table(results.manifest),
         Heading(3, "Versions"),
         Table(["library", "reproduce", *names],

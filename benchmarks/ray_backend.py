@@ -30,6 +30,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from aerobust.reproduce import numbers
+
 BACKENDS = {"local": ["--backend", "local", "--jobs", "2"], "ray": ["--backend", "ray"]}
 
 
@@ -83,15 +85,15 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             for r in range(args.rounds):
                 order = ("local", "ray") if r % 2 == 0 else ("ray", "local")
-                numbers = {}
+                rows = {}
                 for backend in order:
                     work = Path(tmp) / f"{backend}-{r}"
                     seconds = _run(backend, work, ns)
-                    numbers[backend] = numbers(work / "out")
+                    rows[backend] = numbers(work / "out")
                     runs.append({"round": r + 1, "backend": backend, "seconds": seconds})
                     print(f"round {r + 1}: {backend} {seconds:.1f} s", flush=True)
                     shutil.rmtree(work / "store")
-                same = same and numbers["local"] == numbers["ray"]
+                same = same and rows["local"] == rows["ray"]
     finally:
         ns.close()
     ratios = []

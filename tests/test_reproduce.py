@@ -152,7 +152,7 @@ def test_second_run_reuses_everything(tmp_path: Path, tiny_npz: str, reference: 
     assert len(json.loads((out / "reproduce.json").read_text())["sessions"]) == 1
 
 
-def test_jobs_run_experiments_in_parallel_with_the_samenumbers(
+def test_jobs_run_experiments_in_parallel_with_the_same_numbers(
         tmp_path: Path, tiny_npz: str, reference: Path) -> None:
     only = "table1,table3,table4"
     assert main(reproduce_args(tiny_npz, tmp_path / "out", tmp_path / "store", "--only", only,

@@ -279,3 +279,16 @@ def test_ray_options_need_the_ray_backend(tiny_npz: str, tmp_path: Path, capsys)
     assert main(reproduce_args(tiny_npz, tmp_path / "out", tmp_path / "store",
                          "--address", "127.0.0.1:6379")) == 2
     assert "--address needs --backend ray" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("127.0.0.1:1", "nothing answers there"), ("head-node", "expected HOST:PORT")])
+def test_a_wrong_cluster_address_is_one_line_and_writes_nothing(
+        tiny_npz: str, tmp_path: Path, capsys, address: str, message: str) -> None:
+    pytest.importorskip("ray", reason="needs `pip install 'aerobust[ray]'`")
+    out = tmp_path / "out"
+    assert main(reproduce_args(tiny_npz, out, tmp_path / "store", "--backend", "ray",
+                               "--address", address)) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()

@@ -5,8 +5,9 @@ Units of work:
 - a **training task** per distinct network (two experiments asking for one model wait
   on one task); a substitute trained on another model's predictions is submitted once
   that model is back;
-- a **cells task** per group of cells on one model (a transfer's group: one substitute
-  and one attack, so the adversarials are crafted once), which loads the model once.
+- a **cells task** per group of cells on one model, which loads the model once (a
+  transfer's group is its substitute, each attack's targets together, so the
+  adversarials are crafted once); an audit cell has a task of its own.
 
 Each task asks for what it needs (one GPU with ``--device cuda``, CPUs otherwise), so a
 mixed cluster places the work. Weights and rows travel back as task results and only
@@ -24,6 +25,7 @@ import json
 import logging
 import math
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -68,6 +70,23 @@ def require_ray() -> Any:
         raise UserError(f"--backend ray needs the `ray` package, which the default install "
                         f"leaves out: {INSTALL}") from None
     return ray
+
+
+def check_address(address: str, timeout: float = 10.0) -> None:
+    """A user error unless ``address`` is ``auto`` or a HOST:PORT that accepts a
+    connection: Ray itself retries an unreachable head for minutes."""
+    if address == "auto":
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--address {address!r}: expected HOST:PORT (the head's "
+                        "`ray start --head --port=PORT`) or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UserError(f"--address {address}: nothing answers there ({exc.strerror or exc}); "
+                        "is the head node started (`ray start --head --port="
+                        f"{port}`)?") from None
 
 
 @contextlib.contextmanager
@@ -374,6 +393,7 @@ def audit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, 
     node with the resources it asks for (a GPU with ``device='cuda'``): audit a model
     from a laptop on the lab's GPU machine. The model travels pickled (a defense
     loaded from a file goes by value), so the worker needs only aerobust."""
+    check_address(address)
     with connected(address) as ray:
         where = placement(ray, device, cpus)
         task = ray.remote(max_retries=MAX_RETRIES, **where.resources)(_audit_task)

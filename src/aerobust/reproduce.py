@@ -195,8 +195,9 @@ def reproduce(plans: Sequence[PartPlan], experiments: Sequence[str], out: Path, 
     if backend == "ray" and jobs != 1:
         raise UserError("--jobs is for --backend local; on Ray the cluster's CPUs and GPUs "
                         "decide how much runs at once")
-    if backend == "ray":
-        cluster.require_ray()  # before anything is written
+    if backend == "ray":  # before anything is written
+        cluster.require_ray()
+        cluster.check_address(address)
     store = store or RunStore()
     out = Path(out)
     with _locked(out), _logging_to(out / "reproduce.log"):

@@ -34,6 +34,9 @@ ray = pytest.importorskip("ray", reason="the Ray backend's tests need `pip insta
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 PORT = 6390
+# the `ray` command of this interpreter's environment, activated or not
+RAY = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name(
+    "ray").is_file() else "ray"
 DEFENSE = """
 import torch
 from torch import nn
@@ -107,11 +110,11 @@ class Cluster:
         self._ready(self.worker, "worker")
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = open(self.root / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
-        return subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, "ray", "start", "--block", "--num-cpus=1",
-             "--disable-usage-stats", *args],
-            stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
+        with open(self.root / f"{name}.log", "w") as log:  # the process keeps its own copy
+            return subprocess.Popen(
+                ["ip", "netns", "exec", self.ns, RAY, "start", "--block", "--num-cpus=1",
+                 "--disable-usage-stats", *args],
+                stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
 
     def _ready(self, proc: subprocess.Popen, name: str) -> None:
         log = self.root / f"{name}.log"

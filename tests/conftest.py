@@ -42,6 +42,19 @@ def make_dataset(n_train: int = 96, n_test: int = 48, channels: int = 1, size: i
                    num_classes=classes, checksum=f"sha256:{digest}")
 
 
+def process_tree() -> dict[int, list[int]]:
+    """Each live process's children, by parent pid (from /proc): which processes a test
+    started, and whether they are gone."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return children
+
+
 def reproduce_args(tiny_npz: str, out: Path, store: Path, *extra: str) -> list[str]:
     """``aerobust reproduce`` of every experiment at the TINY sizes on ``tiny_npz``."""
     return ["reproduce", "--preset", "mnist", "--dataset", tiny_npz, "--out", str(out),

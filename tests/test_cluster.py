@@ -26,7 +26,7 @@ import torch
 
 from aerobust.cli import main
 from aerobust.reproduce import numbers, untimed
-from tests.conftest import reproduce_args
+from tests.conftest import process_tree, reproduce_args
 
 ray = pytest.importorskip("ray", reason="the Ray backend's tests need `pip install "
                                         "'aerobust[ray]'`")
@@ -71,14 +71,8 @@ if _NO_NETNS is not None:
 
 
 def _descendants(pid: int) -> list[int]:
-    """Every live process below ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    """Every live process below ``pid``."""
+    children = process_tree()
     out, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):

@@ -18,7 +18,7 @@ from aerobust.cli import EXPERIMENT_NAMES, main
 from aerobust.errors import UserError
 from aerobust.experiments.presets import PRESETS, parts
 from aerobust.reproduce import numbers
-from tests.conftest import reproduce_args
+from tests.conftest import process_tree, reproduce_args
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -106,7 +106,7 @@ def test_killed_run_with_jobs_leaves_no_worker_behind(tmp_path: Path, tiny_npz: 
         assert proc.poll() is None, proc.communicate()[1]
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    workers = _children(proc.pid)
+    workers = process_tree().get(proc.pid, [])
     assert len(workers) >= 3  # the manager and two workers
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -114,19 +114,6 @@ def test_killed_run_with_jobs_leaves_no_worker_behind(tmp_path: Path, tiny_npz: 
     while any(Path(f"/proc/{pid}").exists() for pid in workers):
         assert time.monotonic() < deadline, "worker processes outlived the killed run"
         time.sleep(0.1)
-
-
-def _children(pid: int) -> list[int]:
-    """The live processes whose parent is ``pid`` (from /proc)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
 
 
 def test_second_run_reuses_everything(tmp_path: Path, tiny_npz: str, reference: Path) -> None:

@@ -38,7 +38,7 @@ import torch
 from aerobust import atomic
 from aerobust.allocator import retain_freed_memory
 from aerobust.errors import UserError
-from aerobust.experiments.compute import Context, Row, compute
+from aerobust.experiments.compute import Context, Row, compute, spec_json
 from aerobust.experiments.spec import Cell, Model, Net
 from aerobust.experiments.workspace import Planned, Workspace
 from aerobust.training import Run, RunStore, TrainSpec
@@ -206,12 +206,6 @@ def _cells_task(cells: list[Cell], runs: list[tuple[Net, TrainSpec, dict[str, An
         return out
 
 
-def _key(spec: Any) -> str:
-    """A spec (a dataclass or plain values) as canonical JSON: equal specs, equal keys."""
-    return json.dumps(spec if not dataclasses.is_dataclass(spec) else dataclasses.asdict(spec),
-                      sort_keys=True)
-
-
 def _nets(model: Model) -> list[Net]:
     return [model.classifier] + ([model.autoencoder] if model.autoencoder else [])
 
@@ -225,8 +219,8 @@ def _group(cell: Cell) -> str:
     """Cells that share their expensive half: a transfer's substitute (its adversarials
     are crafted once per attack and scored on every target), else the attacked model."""
     if cell.task == "transfer" and cell.substitute is not None:
-        return _key({"substitute": dataclasses.asdict(cell.substitute)})
-    return _key(cell.model)
+        return spec_json({"substitute": dataclasses.asdict(cell.substitute)})
+    return spec_json(cell.model)
 
 
 def chunks(planned: Sequence[Planned], slots: int) -> list[list[Planned]]:
@@ -239,7 +233,7 @@ def chunks(planned: Sequence[Planned], slots: int) -> list[list[Planned]]:
     tasks: list[list[Planned]] = [[p] for p in planned if p.cell.task in ALONE]
     for p in planned:
         if p.cell.task not in ALONE:
-            attack = _key(p.cell.params.get("attack") or {})
+            attack = spec_json(p.cell.params.get("attack") or {})
             groups.setdefault(_group(p.cell), {}).setdefault(attack, []).append(p)
     for by_attack in groups.values():
         task: list[Planned] = []
@@ -308,7 +302,7 @@ def run_cells(ray: Any, work: Sequence[tuple[Workspace, Sequence[Planned]]], sto
     nets: dict[tuple[int, str], _Net] = {}
 
     def net_state(part: int, net: Net) -> _Net:
-        return nets.setdefault((part, _key(net)), _Net(net, part, work[part][0]))
+        return nets.setdefault((part, spec_json(net)), _Net(net, part, work[part][0]))
 
     tasks: list[_Task] = []
     data = {}
@@ -318,7 +312,7 @@ def run_cells(ray: Any, work: Sequence[tuple[Workspace, Sequence[Planned]]], sto
             continue
         data[i] = ray.put(ws.dataset)
         for chunk in chunks(todo, slots):
-            needed = {_key(n): n for p in chunk for n in _needs(p.cell)}.values()
+            needed = {spec_json(n): n for p in chunk for n in _needs(p.cell)}.values()
             tasks.append(_Task(i, ws, chunk, [net_state(i, n) for n in needed]))
 
     def deps(n: _Net) -> list[_Net]:

@@ -27,7 +27,8 @@ from aerobust.training import Run, RunStore, TrainSpec, default_spec
 Row = dict[str, Any]
 
 
-def _json(spec: Any) -> str:
+def spec_json(spec: Any) -> str:
+    """A spec (a dataclass or plain values) as canonical JSON: equal specs, equal keys."""
     return json.dumps(asdict(spec) if not isinstance(spec, dict) else spec, sort_keys=True)
 
 
@@ -58,7 +59,7 @@ class Context:
     def run(self, net: Net) -> Run:
         """The finished training run of ``net`` (trained now if the store lacks it),
         looked up once per process: cells ask for the same runs again and again."""
-        key = _json(net)
+        key = spec_json(net)
         if key not in self._runs:
             spec, data = self.train_spec(net)
             self.adopt(net, self.store.train(spec, data, self.device, progress=self.progress))
@@ -71,7 +72,7 @@ class Context:
         data = self.dataset
         if net.labels_from is not None:
             labels = predict(self.model(net.labels_from), data.x_train)
-            source = hashlib.sha256(_json(net.labels_from).encode()).hexdigest()[:16]
+            source = hashlib.sha256(spec_json(net.labels_from).encode()).hexdigest()[:16]
             data = relabelled(data, labels, source)
         return default_spec(net.arch, data, seed=net.seed, epochs=net.epochs,
                             **net.options), data
@@ -79,11 +80,11 @@ class Context:
     def adopt(self, net: Net, run: Run) -> None:
         """Use ``run`` as ``net``'s finished run (one trained elsewhere, e.g. by a
         cluster task, or just now by the store)."""
-        self._runs[_json(net)] = run
+        self._runs[spec_json(net)] = run
         self.runs[run.path.name] = run
 
     def model(self, spec: Model) -> nn.Module:
-        key = _json(spec)
+        key = spec_json(spec)
         if key not in self._models:
             clf = self.run(spec.classifier).load(self.device)
             self._models[key] = (clf if spec.autoencoder is None else AEClassifier(
@@ -105,7 +106,7 @@ class Context:
                 batch_size: int) -> Evaluation:
         """Adversarials of ``attack`` on ``substitute``, made once and scored on every
         target that substitute attacks (crafting is the expensive half)."""
-        key = _json({"substitute": asdict(substitute), "attack": attack, "n": n})
+        key = spec_json({"substitute": asdict(substitute), "attack": attack, "n": n})
         if key not in self._crafted:
             x, y = self.images(n)
             self._crafted[key] = craft(self.model(substitute), x, y,

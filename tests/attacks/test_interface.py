@@ -485,3 +485,48 @@ def test_channels_last_leaves_conv_subclasses_alone(digits: Any) -> None:
                            execution=Execution(channels_last=True))
     assert result.x_adv.shape == digits.x[:4].shape
 
+
+
+class _OneChannel(nn.Module):
+    """Two one-channel convolutions, the second sharing the first's weight, that record
+    the weight shapes their forwards see."""
+
+    def __init__(self, share: bool) -> None:
+        super().__init__()
+        self.first = nn.Conv2d(1, 4, 3, padding=1)
+        self.second = nn.Conv2d(1, 4, 3, padding=1)
+        if share:
+            self.second.weight = self.first.weight
+        self.head = nn.Linear(8 * 8 * 8, 2)
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.shapes.append(tuple(self.first.weight.shape))
+        return self.head(torch.cat([self.first(x), self.second(x)], dim=1).flatten(1))
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_one_channel_convs_get_a_zero_channel_in_nhwc_and_the_same_gradient(
+        share: bool, digits: Any) -> None:
+    """oneDNN is slow on one input channel: its weight gets a zero second channel for the
+    attack (unless another module shares it), the input a zero channel, and the input
+    gradient is the model's own up to float rounding; everything is put back after."""
+    torch.manual_seed(0)
+    model = _OneChannel(share).eval()
+    weight, pointer = model.first.weight, model.first.weight.data_ptr()
+    x, y = digits.x[:8], digits.y[:8] % 2
+
+    def gradient(execution: Execution) -> torch.Tensor:
+        model.shapes.clear()
+        result = PGD(eps=0.1, steps=1, random_start=False)(model, x, y, execution=execution)
+        return result.x_adv
+
+    plain = gradient(Execution(channels_last=False))
+    assert model.shapes[0] == (4, 1, 3, 3)
+    nhwc = gradient(Execution(channels_last=True))
+    assert model.shapes[0] == ((4, 1, 3, 3) if share else (4, 2, 3, 3))
+    assert model.shapes[-1] == (4, 1, 3, 3)  # success checked on the model as it is
+    torch.testing.assert_close(nhwc, plain)  # one signed-gradient step: the same signs
+    assert model.first.weight is weight and weight.data_ptr() == pointer
+    assert weight.shape == (4, 1, 3, 3) and weight.is_contiguous()
+    assert not model.first._forward_pre_hooks and not model.second._forward_pre_hooks

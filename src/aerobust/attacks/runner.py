@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aerobust.attacks.base import Attack, AttackResult, CountedModel, attack_mode, check_number
@@ -97,23 +96,6 @@ def block_bounds(n: int, size: int) -> list[tuple[int, int]]:
 _RELAYOUT_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
 
 
-def _with_zero_channel(_module: nn.Module, args: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """A one-channel input given a second, all-zero channel (in NHWC when batched)."""
-    (x, *rest) = args
-    padded = F.pad(x, (0, 0, 0, 0, 0, 1))
-    if padded.dim() == 4:
-        padded = padded.contiguous(memory_format=torch.channels_last)
-    return (padded, *rest)
-
-
-def _one_channel_conv(module: nn.Module, weight: Tensor, shared: set[int]) -> bool:
-    """Whether ``module`` is a plain CPU convolution of one input channel whose weight
-    only it uses: the one kind given a zero second input channel."""
-    return (type(module) is nn.Conv2d and weight.shape[1] == 1 and module.groups == 1
-            and module.padding_mode == "zeros" and weight.device.type == "cpu"
-            and id(weight) not in shared)
-
-
 @contextmanager
 def channels_last_convs(model: nn.Module) -> Iterator[bool]:
     """The model's convolution weights in channels_last (NHWC) for the duration; yields
@@ -123,46 +105,24 @@ def channels_last_convs(model: nn.Module) -> Iterator[bool]:
     input gradient of a 32->1 channel 3x3 convolution over 64 MNIST images took 15.9 ms
     in NCHW and 1.2 ms in NHWC here (MNIST's one-channel first and last layers are the
     slow cases). A weight in NHWC makes the convolution's output NHWC, so the whole
-    network runs in that layout. A CPU convolution of one input channel (the first
-    layer of every grey-image model) has no fast oneDNN kernel in either layout; with a
-    second input channel of zeros and zero weights on it, it computes the same sums
-    plus exact zeros, and its forward+backward over 64 MNIST images measured 4.1 ms
-    instead of 17.3 ms here (LeNet5's whole pass 1.2x faster). The weight is padded only
-    where no other module shares it. Same Parameter objects: only ``.data`` is swapped
-    (and a forward pre-hook adds the zero channel), and the caller's own tensors and
-    hooks are put back exactly (also if the attack raises). Results can differ from the
-    model's own in the last bits of a float.
+    network runs in that layout. Same values, same Parameter objects: only ``.data`` is
+    swapped, and the caller's own tensors are put back exactly (also if the attack
+    raises). Results can differ from NCHW in the last bits of a float.
     """
-    counts: dict[int, int] = {}
-    for _, param in model.named_parameters(remove_duplicate=False):
-        counts[id(param)] = counts.get(id(param), 0) + 1
-    shared = {key for key, count in counts.items() if count > 1}
     swapped: dict[int, tuple[nn.Parameter, Tensor]] = {}
-    padded: list[nn.Module] = []
     for module in model.modules():
         weight = getattr(module, "weight", None)
         if (type(module) in _RELAYOUT_TYPES and isinstance(weight, nn.Parameter)
                 and weight.dim() == 4 and weight.is_floating_point()):
             swapped[id(weight)] = (weight, weight.data)
-            if _one_channel_conv(module, weight, shared):
-                padded.append(module)
-    pad_ids = {id(module.weight) for module in padded}
-    hooks = []
     try:
         for weight, data in swapped.values():
-            if id(weight) in pad_ids:
-                weight.data = F.pad(data, (0, 0, 0, 0, 0, 1)).contiguous(
-                    memory_format=torch.channels_last)
-                continue
             # Not ``contiguous(memory_format=...)``: with one input channel a weight is
             # already "contiguous" in both layouts and would stay NCHW-strided, and so
             # would the whole network behind it.
             weight.data = torch.empty_like(data, memory_format=torch.channels_last).copy_(data)
-        hooks = [module.register_forward_pre_hook(_with_zero_channel) for module in padded]
         yield bool(swapped)
     finally:
-        for hook in hooks:
-            hook.remove()
         for weight, data in swapped.values():
             weight.data = data
 

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 # the sibling benchmark (this folder is on sys.path when a script here runs)
-from attacks import floor_pass, frozen_copy, interleaved, load_models, machine_info, robust_of
+from attacks import floor_pass, frozen_copy, interleaved, load_models, machine_info
 from torch import Tensor, nn
 
 from aerobust import atomic
@@ -324,10 +324,15 @@ def bench(case: Case, model: nn.Module, x: Tensor, y: Tensor, batch: int, rounds
         start = time.perf_counter()
         adv = call()
         warm[lib] = time.perf_counter() - start
-        robust[lib], median_l2[lib] = robust_of(model, x, y, adv)
         with torch.no_grad():
-            flipped[lib] = clean & (model(adv).argmax(dim=1) != y)
+            fooled = model(adv).argmax(dim=1) != y
+        # robust: correct clean and at x_adv; L2 over the samples turned wrong (as
+        # ``attacks.robust_of``, from the one forward on x_adv)
+        flipped[lib] = clean & fooled
         l2[lib] = (adv - x).flatten(1).norm(dim=1).double()
+        robust[lib] = (clean & ~fooled).double().mean().item()
+        median_l2[lib] = (l2[lib][flipped[lib]].median().item() if flipped[lib].any()
+                          else None)
         log(f"    warm-up {lib}: {warm[lib]:.1f} s, robust {_pct(robust[lib])}")
     common = torch.stack(list(flipped.values())).all(dim=0)
     common_l2 = ({lib: l2[lib][common].median().item() for lib in calls}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -90,6 +91,21 @@ def test_finished_run_is_reused_not_retrained(tmp_path: Path, tiny_dataset) -> N
     calls: list[int] = []
     again = store.train(spec, tiny_dataset, "cpu", progress=False, on_epoch_end=calls.append)
     assert calls == [] and again.path == first.path
+
+
+def test_same_images_at_another_path_reuse_the_run(tmp_path: Path, tiny_dataset) -> None:
+    """The store is content-addressed: an npz moved to another folder is the same data
+    (its checksum), so it finds the run trained on it; other images do not."""
+    store = RunStore(tmp_path)
+    here = dataclasses.replace(tiny_dataset, name="npz:/tmp/a1b2/split.npz")
+    there = dataclasses.replace(tiny_dataset, name="npz:/var/tmp/c3d4/split.npz")
+    first = store.train(_spec(here, epochs=1), here, "cpu", progress=False)
+    calls: list[int] = []
+    again = store.train(_spec(there, epochs=1), there, "cpu", progress=False,
+                        on_epoch_end=calls.append)
+    assert calls == [] and again.path == first.path
+    other = make_dataset(seed=5)
+    assert _spec(other, epochs=1).run_name != _spec(tiny_dataset, epochs=1).run_name
 
 
 def test_data_with_another_checksum_is_refused(tmp_path: Path, tiny_dataset) -> None:

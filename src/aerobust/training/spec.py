@@ -112,9 +112,15 @@ class TrainSpec:
 
     @property
     def digest(self) -> str:
-        """Hash of the canonical JSON of the spec: same spec, same run directory."""
+        """Hash of the canonical JSON of the spec: same spec, same run directory.
+
+        The data enter by their checksum, not by ``dataset``: that name can be a path
+        (``npz:/tmp/.../split.npz``), and the same images at another path train the
+        same model, so they must find the same run (the run's name still shows the
+        file's name)."""
         d = {k: v for k, v in self.to_dict().items()
-             if k not in _HASHED_ONLY_IF_SET or v != _HASHED_ONLY_IF_SET[k]}
+             if (k not in _HASHED_ONLY_IF_SET or v != _HASHED_ONLY_IF_SET[k])
+             and k != "dataset"}
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -662,6 +662,21 @@ def render(report: dict[str, Any], sections: list[tuple[str, dict[str, Any], lis
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _threads(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def add_machine_args(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` and ``--store``, as every benchmark here takes them."""
+    parser.add_argument("--threads", type=_threads, default=None,
+                        help=f"torch threads (default: torch's, here {torch.get_num_threads()})")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="run store (default ~/.cache/aerobust/runs or $AEROBUST_STORE)")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -672,10 +687,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="timed rounds per attack (40; fewer, but >= 3, for slow ones)")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds of timed rounds per attack before rounds are cut (40)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help=f"torch threads (default: torch's, here {torch.get_num_threads()})")
-    parser.add_argument("--store", type=Path, default=None,
-                        help="run store (default ~/.cache/aerobust/runs or $AEROBUST_STORE)")
+    add_machine_args(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help=f"results folder (default {RESULTS}; --quick writes nothing "
                              "unless --out is given)")
@@ -694,8 +706,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.budget = args.budget if args.budget is not None else (5.0 if args.quick else 40.0)
     if args.n < 1 or args.repeats < 1 or args.budget <= 0:
         parser.error("--n and --repeats must be >= 1 and --budget > 0")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be >= 1")
     wanted = {a.strip().lower() for a in args.attacks.split(",") if a.strip()}
     args.kinds = tuple(k for k in KINDS if k in wanted)
     if wanted - set(KINDS) or not args.kinds:

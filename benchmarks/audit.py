@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 # the sibling benchmark (this folder is on sys.path when a script here runs)
-from attacks import frozen_copy, machine_info
+from attacks import add_machine_args, frozen_copy, machine_info
 from torch import Tensor, nn
 
 from aerobust import atomic
@@ -58,8 +58,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "audit"
 DEFAULT_DATA_DIR = HERE.parent.parent / "shared" / "data" / "mnist"
 # The path the repository's other real-data runs use (README, docs/results/mnist-8k2k):
-# a run's name hashes the dataset's name, which for npz data holds the path, so the
-# same path lets this benchmark and `aerobust reproduce` share trained models.
+# a run is keyed by the data's checksum and named after the file, so the same file name
+# lets this benchmark and `aerobust reproduce` share trained models.
 DEFAULT_SPLIT = Path("/tmp/real/mnist-8k2k.npz")
 N_TRAIN = 8000
 EPSILONS = (0.3, 0.1)
@@ -480,15 +480,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-audit", action="store_true",
                         help="time AutoAttack and PGD-40 only (no targets; writes nothing "
                              "unless --out is given)")
-    parser.add_argument("--store", type=Path, default=None,
-                        help="run store (default ~/.cache/aerobust/runs or $AEROBUST_STORE)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                         help=f"official MNIST test files (default {DEFAULT_DATA_DIR})")
     parser.add_argument("--split", type=Path, default=DEFAULT_SPLIT,
                         help=f"the 8k/2k split npz, (re)written from --data-dir (default "
-                             f"{DEFAULT_SPLIT}; its path names the trained runs)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help=f"torch threads (default: torch's, here {torch.get_num_threads()})")
+                             f"{DEFAULT_SPLIT}; its file name names the trained runs)")
+    add_machine_args(parser)
     parser.add_argument("--malloc", choices=("retain", "system"), default="retain",
                         help="retain: keep freed memory for reuse, as the aerobust command "
                              "does (applies to all three); system: glibc's defaults")
@@ -499,8 +496,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.n < 1 or args.batch_size < 1 or args.rounds < 1:
         parser.error("--n, --batch-size and --rounds must be >= 1")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be >= 1")
     try:
         args.epsilons = tuple(float(e) for e in args.eps.split(",") if e.strip())
     except ValueError:

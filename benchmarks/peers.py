@@ -48,7 +48,14 @@ import numpy as np
 import torch
 
 # the sibling benchmark (this folder is on sys.path when a script here runs)
-from attacks import floor_pass, frozen_copy, interleaved, load_models, machine_info
+from attacks import (
+    add_machine_args,
+    floor_pass,
+    frozen_copy,
+    interleaved,
+    load_models,
+    machine_info,
+)
 from torch import Tensor, nn
 
 from aerobust import atomic
@@ -426,10 +433,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds at most (5)")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds of timed rounds per setting before rounds are cut (120)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help=f"torch threads (default: torch's, here {torch.get_num_threads()})")
-    parser.add_argument("--store", type=Path, default=None,
-                        help="run store (default ~/.cache/aerobust/runs or $AEROBUST_STORE)")
+    add_machine_args(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help=f"results folder (default {RESULTS}; --quick, --attacks or "
                              "--cw-lr write nothing unless --out is given)")
@@ -453,8 +457,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      "--budget > 0")
     if not args.cw_lr > 0:
         parser.error("--cw-lr must be > 0")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be >= 1")
     if args.attacks is None:
         args.attacks = ",".join(k for k in KINDS if k != "cw-search" or not quick)
     wanted = {a.strip().lower() for a in args.attacks.split(",") if a.strip()}

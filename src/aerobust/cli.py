@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from aerobust.data.sources import DATA_DIR_HELP
 from aerobust.errors import UserError
 from aerobust.names import EXPERIMENT_NAMES
 
@@ -27,8 +28,7 @@ def _common(p: argparse.ArgumentParser, data: bool = True, store: bool = False) 
         p.add_argument("--dataset", default="digits",
                        help="digits (bundled, default), mnist, cifar10 or npz:PATH")
         p.add_argument("--data-dir", type=Path, default=None,
-                       help="folder holding the dataset files (default ~/.cache/aerobust/data "
-                            "or $AEROBUST_DATA)")
+                       help=DATA_DIR_HELP)
     if store:
         p.add_argument("--store", type=Path, default=None,
                        help="run store folder (default ~/.cache/aerobust/runs or $AEROBUST_STORE)")
@@ -574,8 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--dataset", default=None,
                      help="replace the preset's data, keeping its settings (e.g. npz:PATH)")
     rep.add_argument("--data-dir", type=Path, default=None,
-                     help="folder holding the dataset files (default ~/.cache/aerobust/data "
-                          "or $AEROBUST_DATA)")
+                     help=DATA_DIR_HELP)
     rep.add_argument("--out", type=Path, default=None,
                      help="output folder (default results/<preset>)")
     _backend_options(rep, jobs=True)

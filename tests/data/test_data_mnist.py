@@ -18,7 +18,7 @@ TEST_CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 def test_loads_raw_and_gz_with_same_content(
     tmp_path: Path, build: SimpleNamespace, gz: bool
 ) -> None:
-    raw = load_mnist(build.write_mnist(tmp_path / "raw"))
+    raw = load_mnist(build.write_mnist(tmp_path / "raw"), verify_md5=False)
     other = load_mnist(build.write_mnist(tmp_path / "other", gz=gz), verify_md5=False)
     x, y = build.fake_mnist_arrays(12, 1)
     assert raw.x_train.shape == (12, 1, 28, 28) and raw.x_test.shape == (7, 1, 28, 28)
@@ -29,7 +29,10 @@ def test_loads_raw_and_gz_with_same_content(
     assert torch.equal(other.x_test, raw.x_test)
 
 
-def test_files_may_sit_in_a_mnist_subfolder(tmp_path: Path, build: SimpleNamespace) -> None:
+def test_files_may_sit_in_a_mnist_subfolder(
+    tmp_path: Path, build: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEROBUST_SKIP_MD5", "1")  # the opt-out for IDX files of one's own
     build.write_mnist(tmp_path / "mnist")
     assert load_dataset("mnist", tmp_path).x_train.shape[0] == 12
 
@@ -78,7 +81,7 @@ def test_malformed_idx_is_one_clear_error(
     x, y = build.fake_mnist_arrays(12, 1)
     path = _corrupt(tmp_path, name, make(build, x, y))  # type: ignore[operator]
     with pytest.raises(DataError, match=match) as e:
-        load_mnist(tmp_path)
+        load_mnist(tmp_path, verify_md5=False)
     assert str(path) in str(e.value)
 
 
@@ -87,7 +90,7 @@ def test_count_mismatch_names_both_files(tmp_path: Path, build: SimpleNamespace)
     _, y = build.fake_mnist_arrays(11, 1)
     _corrupt(tmp_path, "train-labels-idx1-ubyte", build.idx_bytes(y))
     with pytest.raises(DataError, match=r"12 images but .* 11 labels") as e:
-        load_mnist(tmp_path)
+        load_mnist(tmp_path, verify_md5=False)
     assert "train-images-idx3-ubyte" in str(e.value)
 
 
@@ -109,7 +112,10 @@ def test_official_gz_must_match_its_md5(tmp_path: Path, build: SimpleNamespace) 
     assert "f68b3c2dcbeaaa9fbdd348bbdeb94873" in str(e.value)  # train-images, checked first
 
 
-def test_write_test_split_npz_on_small_files(tmp_path: Path, build: SimpleNamespace) -> None:
+def test_write_test_split_npz_on_small_files(
+    tmp_path: Path, build: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEROBUST_SKIP_MD5", "1")
     build.write_mnist(tmp_path, n_test=10)
     out = mnist_mod.write_test_split_npz(tmp_path, tmp_path / "out" / "split.npz", n_train=6)
     ds = load_dataset(f"npz:{out}")
@@ -122,8 +128,29 @@ def test_write_test_split_npz_on_small_files(tmp_path: Path, build: SimpleNamesp
     assert not (tmp_path / "bad.npz").exists()
 
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"{SHARED_MNIST} absent")
+def test_official_raw_idx_must_match_its_md5(tmp_path: Path, build: SimpleNamespace) -> None:
+    """A raw IDX file under an official name is checked like the archive it came from."""
+    build.write_mnist(tmp_path)
+    with pytest.raises(DataError, match="does not match the official md5") as e:
+        load_dataset("mnist", tmp_path)
+    msg = str(e.value)
+    assert str(tmp_path / "train-images-idx3-ubyte") in msg
+    assert "6bbc9ace898e44ae57da46a324031adb" in msg  # the uncompressed file's official md5
+
+
+def _shared(*names: str) -> None:
+    missing = [n for n in names if not (SHARED_MNIST / n).is_file()]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} absent from {SHARED_MNIST}")
+
+
+TRAIN_CLASS_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+SHARED_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte.gz",
+                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
 def test_real_mnist_test_split(tmp_path: Path) -> None:
+    _shared(*SHARED_FILES[2:])
     x, y = read_split(SHARED_MNIST, "t10k")
     assert x.shape == (10_000, 1, 28, 28) and x.dtype == np.uint8
     assert np.bincount(y, minlength=10).tolist() == TEST_CLASS_COUNTS
@@ -132,5 +159,30 @@ def test_real_mnist_test_split(tmp_path: Path) -> None:
     assert (len(ds.y_train), len(ds.y_test), ds.num_classes) == (8000, 2000, 10)
     counts = torch.bincount(ds.y_train, minlength=10) + torch.bincount(ds.y_test, minlength=10)
     assert counts.tolist() == TEST_CLASS_COUNTS
-    with pytest.raises(DataError, match="train-images-idx3-ubyte"):
-        load_dataset("mnist", SHARED_MNIST)  # only the test images are there
+
+
+def test_real_mnist_full_set() -> None:
+    """The paper's data: 60,000 / 10,000, every file checked against its official md5."""
+    _shared(*SHARED_FILES)
+    ds = load_dataset("mnist", SHARED_MNIST)
+    assert (len(ds.y_train), len(ds.y_test), ds.num_classes) == (60_000, 10_000, 10)
+    assert torch.bincount(ds.y_train, minlength=10).tolist() == TRAIN_CLASS_COUNTS
+    assert torch.bincount(ds.y_test, minlength=10).tolist() == TEST_CLASS_COUNTS
+    assert ds.x_train.shape == (60_000, 1, 28, 28)
+
+
+def test_real_mnist_flipped_byte_is_refused(tmp_path: Path) -> None:
+    """One flipped byte in the uncompressed training images: one line, both md5s."""
+    _shared(*SHARED_FILES)
+    for name in SHARED_FILES:
+        (tmp_path / name).symlink_to(SHARED_MNIST / name)
+    images = tmp_path / "train-images-idx3-ubyte"
+    data = bytearray((SHARED_MNIST / images.name).read_bytes())
+    data[5000] ^= 0xFF
+    images.unlink()
+    images.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="does not match the official md5") as e:
+        load_dataset("mnist", tmp_path)
+    msg = str(e.value)
+    assert "\n" not in msg and str(images) in msg
+    assert "6bbc9ace898e44ae57da46a324031adb" in msg

@@ -18,6 +18,7 @@ from aerobust.data.sources import (
     CIFAR10_ARCHIVE,
     CIFAR10_MD5,
     candidate_dirs,
+    md5_check_wanted,
     resolve_data_dir,
     verify_official_md5,
 )
@@ -150,7 +151,7 @@ def _find_batches(data_dir: Path, verify_md5: bool) -> Path:
     for folder in folders:
         archive = folder / CIFAR10_ARCHIVE
         if archive.is_file():
-            if verify_md5:
+            if md5_check_wanted(verify_md5):
                 verify_official_md5(archive, "cifar10", data_dir)
             return safe_extract(archive, folder)
     raise DataError(

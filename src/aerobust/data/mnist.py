@@ -13,7 +13,12 @@ import numpy as np
 
 from aerobust.atomic import write_bytes
 from aerobust.data.dataset import Dataset, from_arrays
-from aerobust.data.sources import candidate_dirs, resolve_data_dir, verify_official_md5
+from aerobust.data.sources import (
+    candidate_dirs,
+    md5_check_wanted,
+    resolve_data_dir,
+    verify_official_md5,
+)
 from aerobust.errors import DataError
 
 IMAGE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
@@ -84,10 +89,9 @@ def locate(data_dir: Path, names: tuple[str, ...]) -> dict[str, Path]:
 def _read_pair(
     images: Path, labels: Path, data_dir: Path, verify_md5: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    if verify_md5:
+    if md5_check_wanted(verify_md5):
         for p in (images, labels):
-            if p.suffix == ".gz":
-                verify_official_md5(p, "mnist", data_dir)
+            verify_official_md5(p, "mnist", data_dir)
     x = read_idx(images, IMAGE_MAGIC)
     y = read_idx(labels, LABEL_MAGIC)
     if x.shape[1:] != (28, 28):
@@ -113,7 +117,8 @@ def read_split(
 
 
 def load_mnist(data_dir: str | Path | None = None, *, verify_md5: bool = True) -> Dataset:
-    """The official 60,000/10,000 split; official .gz files must match their md5."""
+    """The official 60,000/10,000 split. Every file, ``.gz`` or raw, must match its official
+    md5 unless ``verify_md5`` is off or ``$AEROBUST_SKIP_MD5=1`` (your own IDX files)."""
     d = resolve_data_dir(data_dir)
     found = locate(d, SPLITS["train"] + SPLITS["t10k"])
     x_tr, y_tr = _read_pair(*(found[n] for n in SPLITS["train"]), d, verify_md5)

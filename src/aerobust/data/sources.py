@@ -31,6 +31,14 @@ MNIST_MD5 = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
+# The same files uncompressed: the md5 of each official archive's content, so the raw IDX
+# files (as some mirrors and the shared data folder hold them) are checked as strictly.
+MNIST_RAW_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 
@@ -45,7 +53,18 @@ REMOTE: dict[str, tuple[RemoteFile, ...]] = {
         ),
     ),
 }
-OFFICIAL_MD5 = {f.name: f.md5 for files in REMOTE.values() for f in files}
+OFFICIAL_MD5 = {**{f.name: f.md5 for files in REMOTE.values() for f in files}, **MNIST_RAW_MD5}
+# Set to 1 to load files that are not the official ones (your own IDX data): the dataset's
+# content checksum still names it in every result.
+SKIP_MD5_ENV = "AEROBUST_SKIP_MD5"
+DATA_DIR_HELP = ("folder holding the dataset files (default ~/.cache/aerobust/data or "
+                 f"$AEROBUST_DATA); official files are md5-checked, {SKIP_MD5_ENV}=1 loads "
+                 "your own IDX files")
+
+
+def md5_check_wanted(verify_md5: bool) -> bool:
+    """The caller's choice, unless the user opted out for files that are not official."""
+    return verify_md5 and os.environ.get(SKIP_MD5_ENV, "") not in ("1", "true", "yes")
 
 
 def default_data_dir() -> Path:
@@ -71,7 +90,8 @@ def md5_file(path: Path) -> str:
 
 
 def verify_official_md5(path: Path, dataset: str, data_dir: Path) -> None:
-    """An official archive must match its published md5; a partial download must not load."""
+    """An official file, archive or uncompressed, must match its published md5: a partial
+    download or a flipped byte must not load."""
     expected = OFFICIAL_MD5[path.name]
     try:
         actual = md5_file(path)

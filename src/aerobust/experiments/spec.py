@@ -7,8 +7,10 @@ turns it into a row and nothing else does, so the cells of a run can be listed, 
 filtered and handed to other processes before anything runs.
 
 A cell's key hashes its spec, the data checksum and the version of the code that computes
-it (the package version and a digest of the sources of its attack, the trainer, and the
-metrics or the audit), so a changed attack recomputes exactly the cells that use it.
+it: the package version and, per component (the training of each architecture it uses,
+its attack, its scoring), a digest of the modules that component imports
+(``aerobust.code_version``). A changed attack recomputes exactly the cells that use it,
+and a new model or a moved helper nothing that does not import it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from typing import Any
 
 import aerobust
 from aerobust.attacks import ATTACKS
-
-_SRC = Path(aerobust.__file__).parent
+from aerobust.code_version import ROOT, closure, source_digest
+from aerobust.models import MODELS
 
 
 @dataclass(frozen=True)
@@ -71,14 +73,34 @@ class Cell:
         return {"experiment": self.experiment, "coords": self.coords, "task": self.task,
                 "model": dataclasses.asdict(self.model), "params": params}
 
+    def nets(self) -> list[Net]:
+        """Every network the cell's numbers come from: the attacked model's, a
+        substitute's, and those whose predictions labelled a substitute."""
+        found: list[Net] = []
+
+        def add(net: Net | None) -> None:
+            if net is None or net in found:
+                return
+            found.append(net)
+            if net.labels_from is not None:
+                add(net.labels_from.classifier)
+                add(net.labels_from.autoencoder)
+
+        for model in (self.model, self.substitute):
+            if model is not None:
+                add(model.classifier)
+                add(model.autoencoder)
+        return found
+
     def components(self) -> list[str]:
-        """The code a cell's numbers depend on, named for ``code_version``."""
-        used = ["trainer"]
+        """The code a cell's numbers depend on, named for ``code_version``: the training
+        of each architecture it uses, its attack, and how its task is scored."""
+        used = sorted({f"train:{net.arch}" for net in self.nets()})
         attack = self.params.get("attack")
         if attack is not None:
             used.append(f"attack:{attack['name']}")
         used.append({"audit": "audit", "transfer": "transfer"}.get(self.task, "metrics"))
-        return used
+        return [*used, "compute"]
 
     def code(self) -> dict[str, str]:
         """The version of each piece of code the cell depends on."""
@@ -90,29 +112,36 @@ class Cell:
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def _sources(component: str) -> list[Path]:
-    attacks = _SRC / "attacks"
-    shared = [attacks / "base.py", attacks / "losses.py", attacks / "evaluate.py",
-              *sorted(attacks.glob("runner.py"))]
-    if component == "trainer":
-        return sorted([*(_SRC / "training").glob("*.py"), *(_SRC / "models").glob("*.py")])
-    if component.startswith("attack:"):
-        module = ATTACKS[component.split(":", 1)[1]].__module__.rsplit(".", 1)[-1]
-        return [attacks / f"{module}.py", *shared]
-    if component == "transfer":
-        return [attacks / "transfer.py", *shared]
-    if component == "audit":
-        return sorted([*(_SRC / "audit").glob("*.py"), *attacks.glob("*.py")])
-    if component == "metrics":
-        return [_SRC / "metrics.py"]
-    raise ValueError(f"unknown code component {component!r}")
+TRAINER = "aerobust.training.trainer"
+COMPUTE = "aerobust.experiments.compute"
+
+
+def _entries(component: str) -> list[str]:
+    """The modules whose import closure computes ``component``."""
+    kind, _, name = component.partition(":")
+    if kind == "train":
+        constructor = MODELS[name][1]
+        return [getattr(constructor, "func", constructor).__module__, TRAINER]
+    if kind == "attack":
+        return [ATTACKS[name].__module__]
+    modules = {"transfer": "aerobust.attacks.transfer", "audit": "aerobust.audit.core",
+               "metrics": "aerobust.metrics"}
+    if component not in modules:
+        raise ValueError(f"unknown code component {component!r}")
+    return [modules[component]]
+
+
+def component_digest(component: str, root: Path = ROOT) -> str:
+    """Digest of the code that computes ``component``, read from the package at ``root``.
+    ``compute`` is the one function that turns every cell into its row: its own source,
+    not what it imports (each task's code is a component of its own)."""
+    if component == "compute":
+        return source_digest([COMPUTE], root)
+    return source_digest(closure(_entries(component), root), root)
 
 
 @functools.cache
 def code_version(component: str) -> str:
-    """``<package version>+<digest of the component's sources>``: bumps whenever a file
-    that computes the component's numbers changes."""
-    digest = hashlib.sha256()
-    for path in _sources(component):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return f"{aerobust.__version__}+{digest.hexdigest()[:12]}"
+    """``<package version>+<digest>``: bumps whenever code that computes the component's
+    numbers changes, and only then (``aerobust.code_version``)."""
+    return f"{aerobust.__version__}+{component_digest(component)}"

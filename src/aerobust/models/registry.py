@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -13,10 +14,6 @@ from aerobust.models.composite import AEClassifier, LatentClassifier
 from aerobust.models.lenet import LeNet5, LeNetSubstitute
 from aerobust.models.resnet import CifarResNet
 from aerobust.models.vgg import VGG16
-
-
-def _resnet110(**kw: Any) -> nn.Module:
-    return CifarResNet(depth=110, **kw)
 
 
 def _ae_classifier(autoencoder: dict[str, Any], classifier: dict[str, Any]) -> nn.Module:
@@ -32,7 +29,7 @@ MODELS: dict[str, tuple[str, Callable[..., nn.Module]]] = {
     "lenet5": ("classifier", LeNet5),
     "lenet-substitute": ("classifier", LeNetSubstitute),
     "vgg16": ("classifier", VGG16),
-    "resnet110": ("classifier", _resnet110),
+    "resnet110": ("classifier", functools.partial(CifarResNet, depth=110)),
     "resnet": ("classifier", CifarResNet),
     "latent-classifier": ("classifier", LatentClassifier),
     "ae-classifier": ("classifier", _ae_classifier),

@@ -279,3 +279,19 @@ def test_a_wrong_cluster_address_is_one_line_and_writes_nothing(
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_the_costliest_cells_may_run_fewer_seeds_and_the_report_says_so(
+        tmp_path: Path, tiny_npz: str) -> None:
+    out = tmp_path / "out"
+    assert main(reproduce_args(tiny_npz, out, tmp_path / "store", "--only", "table1",
+                               "--seeds", "2", "--cw-seeds", "1")) == 0
+    rows = json.loads((out / "d" / "table1.json").read_text())["rows"]
+    assert sorted((r["variant"], r["seed"]) for r in rows if r["attack"] == "cw") == [
+        ("AE-C", 0), ("C", 0)]
+    assert len(rows) == 2 * 2 * 7 - 2  # every other cell ran both seeds
+    md = (out / "report.md").read_text()
+    assert "Fewer seeds: `d`: CW cells (Table 1) ran seed 0 of 0-1 (`cw_seeds` 1)" in md
+    table1 = md.split("## Table 1")[1].split("## Table 2")[0]
+    cw_line = next(line for line in table1.splitlines() if line.startswith("| CW"))
+    assert "(n=1)" in cw_line

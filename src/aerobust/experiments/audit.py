@@ -22,4 +22,5 @@ def cells(setup: Setup) -> list[Cell]:
                  "audit", model,
                  {"eps": eps, "budget": c.audit_budget, "seed": seed, "n": c.audit_n,
                   "batch_size": c.batch_size})
-            for seed, name, model in replicates(setup, tuple(VARIANTS)) for eps in c.eps]
+            for seed, name, model in replicates(setup, tuple(VARIANTS), c.audit_seeds)
+            for eps in c.eps]

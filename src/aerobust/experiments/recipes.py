@@ -74,10 +74,12 @@ def variant(setup: Setup, name: str, seed: int) -> Model:
     return Model(defended(setup, seed, defense), autoencoder(setup, seed) if with_ae else None)
 
 
-def replicates(setup: Setup, names: tuple[str, ...]) -> Iterator[tuple[int, str, Model]]:
-    """(seed, variant name, model) for every seed and variant: the seed axis outermost,
-    so one seed's models are all used before the next seed's train."""
-    for seed in setup.seeds():
+def replicates(setup: Setup, names: tuple[str, ...],
+               seeds: int | None = None) -> Iterator[tuple[int, str, Model]]:
+    """(seed, variant name, model) for every seed (the first ``seeds`` of them when
+    given) and variant: the seed axis outermost, so one seed's models are all used
+    before the next seed's train."""
+    for seed in list(setup.seeds())[:seeds]:
         for name in names:
             yield seed, name, variant(setup, name, seed)
 

@@ -67,6 +67,22 @@ def _seeds(meta: dict[str, Any]) -> str:
     return str(first) if count == 1 else f"{first}-{first + count - 1}"
 
 
+FEWER_SEEDS = {"cw_seeds": "CW cells (Table 1)", "audit_seeds": "audit cells"}
+
+
+def _fewer_seeds(part: Part) -> list[str]:
+    """The cells that ran fewer seeds than the part, as the config says: the costliest
+    ones, cut to keep the run within its time budget, never silently."""
+    config, seeds = part.meta.get("config", {}), part.meta.get("seeds", 1)
+    first = part.meta.get("seed", 0)
+    return [f"`{part.name}`: {what} ran seed{'s' if n > 1 else ''} "
+            f"{_seeds({'seed': first, 'seeds': n})} of {_seeds(part.meta)} (`{name}` {n}), "
+            "being the costliest cells of the run (their measured times are in "
+            "docs/reproduce.md); tables mark such cells \"(n=...)\""
+            for name, what in FEWER_SEEDS.items()
+            if (n := config.get(name) or seeds) < seeds]
+
+
 def summary(results: Results) -> list[Block]:
     """Section 1: the run as a whole, then one line per part."""
     m = results.manifest
@@ -84,7 +100,9 @@ def summary(results: Results) -> list[Block]:
     return [Paragraph(f"Preset `{m.get('preset', '-')}`; command `{m.get('command', '-')}`."),
             Paragraph(f"Started {m.get('started', '-')}, {finished}."),
             Paragraph(f"Versions: {_versions(m.get('versions', {}))}."),
-            parts]
+            parts,
+            *(Paragraph(f"Fewer seeds: {line}.") for p in results.parts
+              for line in _fewer_seeds(p))]
 
 
 def _metric(metrics: dict[str, Any]) -> str:

@@ -69,6 +69,18 @@ def test_a_file_the_cell_imports_changes_exactly_its_keys(package: Path) -> None
     assert changed == {"train:lenet5"}
 
 
+def test_a_training_default_changes_every_training_key(package: Path) -> None:
+    """The optimizer's defaults are not in a cell's spec but make its models."""
+    before = _digests(package)
+    defaults = package / "training" / "defaults.py"
+    text = defaults.read_text()
+    assert "lr=1e-3" in text
+    defaults.write_text(text.replace("lr=1e-3", "lr=2e-3", 1))
+    after = _digests(package)
+    assert {c for c in COMPONENTS if after[c] != before[c]} == {
+        "train:lenet5", "train:conv-ae", "train:latent-classifier"}
+
+
 def test_a_shared_module_changes_every_component_that_imports_it(package: Path) -> None:
     before = _digests(package)
     _append(package / "attacks" / "losses.py", "\n\nEPS = 1e-12\n")

@@ -112,7 +112,9 @@ class Cell:
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-TRAINER = "aerobust.training.trainer"
+# Training a network: the loop, and the defaults that fill its TrainSpec (optimizer,
+# learning rate, batch size: not in the cell's spec, but they make the model).
+TRAINING = ("aerobust.training.trainer", "aerobust.training.defaults")
 COMPUTE = "aerobust.experiments.compute"
 
 
@@ -121,7 +123,7 @@ def _entries(component: str) -> list[str]:
     kind, _, name = component.partition(":")
     if kind == "train":
         constructor = MODELS[name][1]
-        return [getattr(constructor, "func", constructor).__module__, TRAINER]
+        return [getattr(constructor, "func", constructor).__module__, *TRAINING]
     if kind == "attack":
         return [ATTACKS[name].__module__]
     modules = {"transfer": "aerobust.attacks.transfer", "audit": "aerobust.audit.core",

@@ -21,6 +21,7 @@ class, the architecture's class, the trainer), computed statically from the sour
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,7 +46,19 @@ def module_path(module: str, root: Path = ROOT) -> Path | None:
 
 
 def _parse(path: Path) -> ast.Module:
-    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    """The module's syntax tree, parsed once per distinct source text (read only)."""
+    return _parse_text(path.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_text(text: str) -> ast.Module:
+    return ast.parse(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _code_dump(text: str) -> str:
+    """The code of a source text: its syntax tree without docstrings, as text."""
+    return ast.dump(_strip_docstrings(ast.parse(text)))
 
 
 def _is_type_checking(node: ast.If) -> bool:
@@ -172,6 +185,6 @@ def source_digest(modules: Iterable[str], root: Path = ROOT) -> str:
     for module in sorted(modules):
         path = module_path(module, root)
         assert path is not None, module
-        tree = _strip_docstrings(_parse(path))
-        digest.update(module.encode() + b"\0" + ast.dump(tree).encode() + b"\0")
+        code = _code_dump(path.read_text(encoding="utf-8"))
+        digest.update(module.encode() + b"\0" + code.encode() + b"\0")
     return digest.hexdigest()[:12]

@@ -93,7 +93,8 @@ class Cell:
 def _sources(component: str) -> list[Path]:
     attacks = _SRC / "attacks"
     shared = [attacks / "base.py", attacks / "losses.py", attacks / "evaluate.py",
-              *sorted(attacks.glob("runner.py"))]
+              *sorted(attacks.glob("runner.py")), attacks / "model.py", attacks / "result.py",
+              attacks / "checks.py"]
     if component == "trainer":
         return sorted([*(_SRC / "training").glob("*.py"), *(_SRC / "models").glob("*.py")])
     if component.startswith("attack:"):

@@ -103,7 +103,7 @@ def _sources(component: str) -> list[Path]:
     if component == "transfer":
         return [attacks / "transfer.py", *shared]
     if component == "audit":
-        return sorted([*(_SRC / "audit").glob("*.py"), *attacks.glob("*.py")])
+        return sorted([*(_SRC / "audit").glob("*.py"), *attacks.glob("*.py"), _SRC / "stats.py"])
     if component == "metrics":
         return [_SRC / "metrics.py"]
     raise ValueError(f"unknown code component {component!r}")

@@ -15,9 +15,7 @@ from aerobust.cluster import (
     _failure,
     _group,
     _needs,
-    adopt_run,
     chunks,
-    export_run,
     placement,
 )
 from aerobust.errors import UserError
@@ -78,7 +76,7 @@ def test_a_run_exported_and_adopted_elsewhere_is_the_same_run(tmp_path: Path) ->
     spec = default_spec("lenet5", data, seed=0, epochs=1)
     there, here = RunStore(tmp_path / "worker"), RunStore(tmp_path / "driver")
     run = there.train(spec, data, "cpu", progress=False)
-    adopted = adopt_run(here, spec, export_run(run))
+    adopted = here.adopt(spec, there.export(run))
     assert adopted.path == here.path(spec) and here.finished(spec) is not None
     assert adopted.metrics == run.metrics
     for a, b in zip(run.load().state_dict().values(), adopted.load().state_dict().values(),
@@ -86,9 +84,9 @@ def test_a_run_exported_and_adopted_elsewhere_is_the_same_run(tmp_path: Path) ->
         assert torch.equal(a, b)
     # a run finished here already is kept, never overwritten
     stamp = adopted.checkpoint.stat().st_mtime_ns
-    assert adopt_run(here, spec, export_run(run)).checkpoint.stat().st_mtime_ns == stamp
+    assert here.adopt(spec, there.export(run)).checkpoint.stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="a run's files"):
-        adopt_run(here, spec, {"model.pt": b""})
+        here.adopt(spec, {"model.pt": b""})
 
 
 def test_task_failures_reach_the_user_as_one_line_or_as_they_are() -> None:

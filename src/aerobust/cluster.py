@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -30,20 +29,16 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from aerobust import atomic
 from aerobust.allocator import retain_freed_memory
 from aerobust.errors import UserError
 from aerobust.experiments.compute import Context, Row, compute, spec_json
 from aerobust.experiments.spec import Cell, Model, Net
 from aerobust.experiments.workspace import Planned, Workspace
 from aerobust.training import Run, RunStore, TrainSpec
-from aerobust.training.store import MODEL_FILE, RESUME_FILE
-from aerobust.training.store import _locked as run_lock  # the store's per-run lock
 
 INSTALL = "pip install 'aerobust[ray]'"
 # how often Ray runs a task again after its worker or node died (not after an error
@@ -58,8 +53,6 @@ MAX_CELLS_PER_TASK = 8
 ALONE = frozenset({"audit"})
 # its lines go to reproduce.log with the rest of the run's record
 LOG = logging.getLogger("aerobust.reproduce")
-# what a finished run in the store consists of: what travels from a training task
-RUN_FILES = ("spec.json", "metrics.json", "run.json", MODEL_FILE)
 
 
 def require_ray() -> Any:
@@ -146,34 +139,12 @@ def _in_task(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def export_run(run: Run) -> dict[str, bytes]:
-    """A finished run's files, to carry it to another machine's store."""
-    return {name: (run.path / name).read_bytes() for name in RUN_FILES}
-
-
-def adopt_run(store: RunStore, spec: TrainSpec, files: dict[str, bytes]) -> Run:
-    """Keep a run trained elsewhere (``export_run``'s files) in ``store`` as if trained
-    there, under the store's lock for that run; a run already finished there is kept.
-    The weights are written last: a driver killed while adopting leaves the run
-    unfinished, never half-finished."""
-    if set(files) != set(RUN_FILES):
-        raise ValueError(f"a run's files are {RUN_FILES}, got {sorted(files)}")
-    path = store.path(spec)
-    with run_lock(path):
-        run = store.finished(spec)
-        if run is not None:
-            return run
-        for name in sorted(files, key=lambda n: n == MODEL_FILE):
-            atomic.write_bytes(path / name, files[name])
-        (path / RESUME_FILE).unlink(missing_ok=True)
-        return Run(path, spec, json.loads(files["metrics.json"]))
-
-
 def _train_task(spec: TrainSpec, data: Any, device: str, threads: int) -> dict[str, bytes]:
     """Train one network in a scratch store; its files go back to the driver."""
     _in_task(threads)
     with tempfile.TemporaryDirectory(prefix="aerobust-train-") as tmp:
-        return export_run(RunStore(tmp).train(spec, data, device, progress=False))
+        store = RunStore(tmp)
+        return store.export(store.train(spec, data, device, progress=False))
 
 
 class _ShippedRuns(RunStore):
@@ -194,10 +165,10 @@ def _cells_task(cells: list[Cell], runs: list[tuple[Net, TrainSpec, dict[str, An
     with tempfile.TemporaryDirectory(prefix="aerobust-cells-") as tmp:
         ctx = Context(data, _ShippedRuns(tmp), device, progress=False)
         for (net, spec, metrics, _), blob in zip(runs, weights, strict=True):
-            path = Path(tmp) / spec.run_name
-            path.mkdir(exist_ok=True)
-            (path / MODEL_FILE).write_bytes(blob)
-            ctx.adopt(net, Run(path, spec, metrics))
+            run = Run(ctx.store.path(spec), spec, metrics)
+            run.path.mkdir(exist_ok=True)
+            run.checkpoint.write_bytes(blob)
+            ctx.adopt(net, run)
         out = []
         for cell in cells:
             start = time.perf_counter()
@@ -365,7 +336,7 @@ def run_cells(ray: Any, work: Sequence[tuple[Workspace, Sequence[Planned]]], sto
             except ray.exceptions.RayError as exc:
                 raise _failure(ray, exc) from None
             if kind == "train":
-                finish(item, adopt_run(store, item.spec, result))
+                finish(item, store.adopt(item.spec, result))
                 LOG.info("trained %s on the cluster", item.spec.run_name)
             else:
                 for planned, (values, seconds) in zip(item.cells, result, strict=True):

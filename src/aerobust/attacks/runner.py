@@ -12,13 +12,18 @@ import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from aerobust.attacks.base import Attack, AttackResult, CountedModel, attack_mode, check_number
+from aerobust.attacks.checks import check_number
+from aerobust.attacks.model import CountedModel, attack_mode
+from aerobust.attacks.result import AttackResult
 from aerobust.errors import UserError
+
+if TYPE_CHECKING:  # the interface calls ``run``; ``run`` only calls its hooks
+    from aerobust.attacks.base import Attack
 
 # Samples per block on the CPU (see ``Execution``): chosen from the block sweep that
 # ``benchmarks/attacks.py`` measures on every run.

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aerobust.audit.stats import mcnemar
 from aerobust.report.blocks import Block, Figure, Heading, Paragraph, Table
 from aerobust.report.figures import audit_png, paper_audit_png
 from aerobust.report.load import PAPER_NAMES, Part, Row
 from aerobust.report.numbers import fmt, signed
 from aerobust.report.seeds import group, seed_of, summary
+from aerobust.stats import mcnemar
 
 
 def _pct(x: float | None) -> str:

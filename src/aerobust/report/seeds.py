@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-from aerobust.audit.stats import mcnemar, proportion_interval
 from aerobust.report.load import Row
 from aerobust.report.numbers import fmt, signed
+from aerobust.stats import mcnemar, proportion_interval
 
 LEVEL = 0.95
 HIGHER, LOWER, WITHIN = "higher", "lower", "within noise"

@@ -26,6 +26,8 @@ from aerobust.training.trainer import fit
 
 MODEL_FILE = "model.pt"
 RESUME_FILE = "resume.pt"
+# what a finished run consists of: what ``export`` carries to another machine's store
+RUN_FILES = ("spec.json", "metrics.json", "run.json", MODEL_FILE)
 
 
 def default_store() -> Path:
@@ -112,6 +114,27 @@ class RunStore:
             atomic.write_json(path / "run.json", provenance)
             resume.unlink(missing_ok=True)
             return Run(path, spec, metrics)
+
+    def export(self, run: Run) -> dict[str, bytes]:
+        """A finished run's files, to carry it to another machine's store (``adopt``)."""
+        return {name: (run.path / name).read_bytes() for name in RUN_FILES}
+
+    def adopt(self, spec: TrainSpec, files: dict[str, bytes]) -> Run:
+        """Keep a run trained elsewhere (``export``'s files) in this store as if trained
+        here, under the store's lock for that run; a run already finished here is kept.
+        The weights are written last: a process killed while adopting leaves the run
+        unfinished, never half-finished."""
+        if set(files) != set(RUN_FILES):
+            raise ValueError(f"a run's files are {RUN_FILES}, got {sorted(files)}")
+        path = self.path(spec)
+        with _locked(path):
+            run = self.finished(spec)
+            if run is not None:
+                return run
+            for name in sorted(files, key=lambda n: n == MODEL_FILE):
+                atomic.write_bytes(path / name, files[name])
+            (path / RESUME_FILE).unlink(missing_ok=True)
+            return Run(path, spec, json.loads(files["metrics.json"]))
 
     @staticmethod
     def _read_state(path: Path) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def gradient_amplitude(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                        target: str = "true", batch_size: int = 256) -> float:
     """Mean over ``x`` of the L1 norm of an input gradient: the paper's Table 4 (eq. 2).
 
-    ``target="true"``: of the softmax probability of the true class (DESIGN.md's reading
+    ``target="true"``: of the softmax probability of the true class (docs/design.md's reading
     of the paper's "gradient after the softmax layer"); ``"predicted"``: of the predicted
     class's probability; ``"loss"``: of the cross-entropy loss. Small values flag
     gradient masking: attacks that follow the gradient find little to follow.

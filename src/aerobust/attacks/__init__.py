@@ -29,7 +29,23 @@ ATTACKS: dict[str, type[Attack]] = {
 
 
 def get(name: str, **params: Any) -> Attack:
-    """The attack called ``name``, configured with ``params`` (validated)."""
+    """The attack called ``name``, configured with ``params`` (validated).
+
+    Args:
+        name: one of ``ATTACKS``: ``fgsm``, ``pgd``, ``cw``, ``deepfool``, ``apgd``,
+            ``square`` (any case).
+        **params: the attack's parameters (its dataclass fields; eps in [0,1] units).
+            Unknown or missing ones raise a ``UserError`` naming the known ones.
+
+    Returns:
+        The configured ``Attack``: call it as ``attack(model, x, y)`` for an
+        ``AttackResult``, or pass it to ``evaluate``.
+
+    Example:
+        >>> pgd = aerobust.attacks.get("pgd", eps=8 / 255, steps=10)
+        >>> round(pgd.params()["step_size"] * 255, 3)  # the default: 2.5 * eps / steps
+        2.0
+    """
     cls = ATTACKS.get(name.lower())
     if cls is None:
         raise UserError(f"unknown attack {name!r}; known attacks: {', '.join(ATTACKS)}")

@@ -78,6 +78,29 @@ class APGD(Attack):
     forward (for the targets) in APGD-T; fewer once every sample is fooled. Success at
     each iterate comes from the forward that also yields its gradient. ``eps == 0`` is a
     single forward. With ``eot=k`` every forward is ``k``.
+
+    Args:
+        eps: the Linf radius in [0,1] units.
+        steps: iterations per run.
+        restarts: runs from fresh random starts, on the samples still unfooled.
+        loss: ``"ce"``, ``"dlr"``, ``"margin"`` or a callable ``(logits, y) -> (N,)``.
+        targeted: APGD-T, over ``n_target_classes`` targets from ``first_target`` on.
+        n_target_classes: targets per sample (at most classes - 1).
+        first_target: how many of the top targets to skip.
+        rho: the share of improving steps below which a checkpoint halves the step.
+        momentum: the weight of the new step against the last move.
+        seed: seeds the random starts.
+        random_start: start uniformly in the ball (else at ``x``).
+        eot: forwards averaged per step, for a randomised model (every attack has it).
+
+    Returns:
+        ``apgd(model, x, y, execution=None)`` on a batch in [0,1] returns an ``AttackResult``.
+
+    Example:
+        >>> apgd = aerobust.attacks.APGD(eps=8 / 255, steps=10, loss="dlr")
+        >>> result = apgd(model, x, y)
+        >>> result.x_adv.shape == x.shape
+        True
     """
 
     name = "apgd"

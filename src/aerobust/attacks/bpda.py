@@ -42,5 +42,28 @@ class BPDA(nn.Module):
 
 
 def bpda(module: nn.Module, approx: Callable[[Tensor], Tensor] | None = None) -> BPDA:
-    """``module`` with an identity (or ``approx``) backward pass; see ``BPDA``."""
+    """``module`` with an identity (or ``approx``) backward pass; see ``BPDA``.
+
+    BPDA (Athalye et al. 2018) attacks a defense whose gradient is useless (rounding,
+    a stage run under ``no_grad``): the forward is the defense exactly, the backward a
+    differentiable stand-in. The audit applies it to every stage its probes flag.
+
+    Args:
+        module: the stage to wrap; it must keep its input's shape when ``approx`` is None.
+        approx: a differentiable function of the input whose gradient stands in for the
+            module's; None: the identity.
+
+    Returns:
+        A ``BPDA`` module: output ``module(x)`` to the last bit, gradient that of
+        ``approx(x)``.
+
+    Example:
+        >>> class Round(nn.Module):
+        ...     def forward(self, v):
+        ...         return (v * 7).round() / 7
+        >>> v = torch.rand(2, 1, 28, 28, requires_grad=True)
+        >>> aerobust.bpda(Round())(v).sum().backward()
+        >>> bool((v.grad == 1).all())
+        True
+    """
     return BPDA(module, approx)

@@ -27,6 +27,24 @@ class CW(Attack):
     never fooled keeps its original input.
 
     Cost: one forward+backward per iteration, at most ``binary_steps * steps`` of each.
+
+    Args:
+        confidence: the logit margin a success must reach (kappa).
+        c_init: the first value of the constant ``c``.
+        binary_steps: values of ``c`` tried per sample.
+        steps: Adam iterations per value of ``c``.
+        lr: Adam's learning rate (the reference's 0.01 is made for long runs).
+        abort_early: stop a run once its loss stops falling.
+        eot: forwards averaged per step, for a randomised model (every attack has it).
+
+    Returns:
+        ``cw(model, x, y, execution=None)`` on a batch in [0,1] returns an ``AttackResult``.
+
+    Example:
+        >>> cw = aerobust.attacks.CW(binary_steps=2, steps=20)
+        >>> result = cw(model, x, y)
+        >>> result.l2.shape
+        torch.Size([8])
     """
 
     name = "cw"

@@ -42,6 +42,22 @@ class DeepFool(Attack):
     the loop over candidates with a retained graph, on LeNet5 and more so on AE-C.
     ``benchmarks/attacks.py`` re-measures the three on every run (figures in
     ``benchmarks/results/attacks.md``).
+
+    Args:
+        steps: the most linearisation steps per sample.
+        overshoot: the factor by which the total perturbation is pushed past the boundary.
+        num_classes: candidate classes (the top ones of the clean logits); None: all.
+        margin: logits added to each step so that it crosses the linearised boundary.
+        eot: forwards averaged per step, for a randomised model (every attack has it).
+
+    Returns:
+        ``deepfool(model, x, y, execution=None)`` on a batch in [0,1] returns an ``AttackResult``.
+
+    Example:
+        >>> deepfool = aerobust.attacks.DeepFool(steps=20)
+        >>> result = deepfool(model, x, y)
+        >>> result.success.dtype
+        torch.bool
     """
 
     name = "deepfool"

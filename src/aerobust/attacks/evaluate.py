@@ -72,6 +72,27 @@ def evaluate(
     the adversarial examples come back on the CPU, in the order of ``x``. The policy is
     resolved once for the largest batch, and every batch runs under that resolved one,
     so the record is what ran.
+
+    Args:
+        model: any ``nn.Module`` mapping [0,1] images to logits.
+        x: the images (N, ...) in [0,1].
+        y: their labels (N,).
+        attack: an ``Attack`` (``attacks.get`` or a class of ``aerobust.attacks``).
+        batch_size: images per call of the attack.
+        progress: show a progress bar.
+        keep_adversarials: return the adversarial examples too.
+        execution: how the attack runs (``Execution``); None: the defaults.
+
+    Returns:
+        An ``Evaluation``: ``clean_accuracy`` and ``robust_accuracy`` (correct both clean
+        and attacked) as fractions, median and mean L2 of the perturbations that flipped
+        a correct prediction, per-sample ``robust``, seconds, passes, and the resolved
+        ``params`` and ``execution``.
+
+    Example:
+        >>> result = aerobust.evaluate(model, x, y, aerobust.attacks.FGSM(eps=8 / 255))
+        >>> result.robust_accuracy <= result.clean_accuracy
+        True
     """
     if len(x) != len(y) or len(x) == 0:
         raise UserError(f"evaluate: need as many labels as images (>0), got {len(x)} and {len(y)}")

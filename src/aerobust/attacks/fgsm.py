@@ -18,6 +18,19 @@ class FGSM(Attack):
     Costs one forward+backward for the step and one forward to learn which samples the
     step fooled (the one the runner runs on every ``x_adv``: ``_attack`` leaves the
     success mask to it).
+
+    Args:
+        eps: the Linf radius in [0,1] units (``20 / 255``).
+        eot: forwards averaged per step, for a randomised model (every attack has it).
+
+    Returns:
+        ``fgsm(model, x, y, execution=None)`` on a batch in [0,1] returns an ``AttackResult``.
+
+    Example:
+        >>> fgsm = aerobust.attacks.FGSM(eps=8 / 255)
+        >>> result = fgsm(model, x, y)
+        >>> float((result.x_adv - x).abs().max()) <= 8 / 255 + 1e-6
+        True
     """
 
     name = "fgsm"

@@ -49,6 +49,26 @@ class PGD(Attack):
     ``step_size`` defaults to ``2.5 * eps / steps``. Random starts come from a CPU
     generator seeded with ``seed`` at each call, drawn for the whole batch before it is
     split into blocks, so results are reproducible on any device and block size.
+
+    Args:
+        eps: the Linf radius in [0,1] units.
+        steps: gradient steps per restart.
+        step_size: the size of a step; None: ``2.5 * eps / steps``.
+        restarts: runs from fresh random starts, on the samples still unfooled.
+        random_start: start uniformly in the ball (else at ``x``).
+        seed: seeds the random starts.
+        keep: ``"first"`` fooling iterate (white-box) or ``"last"`` (transfer).
+        loss: ``"ce"``, ``"dlr"``, ``"margin"`` or a callable ``(logits, y) -> (N,)``.
+        eot: forwards averaged per step, for a randomised model (every attack has it).
+
+    Returns:
+        ``pgd(model, x, y, execution=None)`` on a batch in [0,1] returns an ``AttackResult``.
+
+    Example:
+        >>> pgd = aerobust.attacks.PGD(eps=8 / 255, steps=10)
+        >>> result = pgd(model, x, y)
+        >>> result.backwards <= 10
+        True
     """
 
     name = "pgd"

@@ -57,6 +57,22 @@ class Execution:
 
     ``resolve`` decides the defaults for a batch and device; ``record`` gives what ran,
     as plain values, for results files (never ``None``).
+
+    Args:
+        block_size: the most samples attacked at once; None: ``CPU_BLOCK_SIZE`` on a CPU,
+            the whole batch elsewhere.
+        channels_last: run convolutions in NHWC during the attack; None: on a CPU only.
+
+    Returns:
+        Pass it as ``execution=`` to an attack call, ``evaluate``, ``craft``,
+        ``transfer`` or the audit; results record what ran.
+
+    Example:
+        >>> fgsm = aerobust.attacks.FGSM(eps=8 / 255)
+        >>> run = aerobust.evaluate(model, x, y, fgsm,
+        ...                         execution=aerobust.attacks.Execution(block_size=4))
+        >>> run.execution["block_size"]
+        4
     """
 
     block_size: int | None = None

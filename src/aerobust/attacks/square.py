@@ -60,6 +60,23 @@ class Square(Attack):
     sample drawn with ``seed`` (the block's first sample's): the same configuration
     and block size give identical results, but the draws, and so the results,
     depend on how the batch is split into blocks.
+
+    Args:
+        eps: the Linf radius in [0,1] units.
+        queries: iterations (one forward each) per restart.
+        p_init: the first share of the image a square covers.
+        restarts: runs from fresh stripes, on the samples still unfooled.
+        loss: ``"margin"`` (default), ``"ce"``, ``"dlr"`` or a callable.
+        seed: seeds the random search.
+        eot: forwards averaged per step, for a randomised model (every attack has it).
+
+    Returns:
+        ``square(model, x, y, execution=None)`` on a batch in [0,1] returns an ``AttackResult``.
+
+    Example:
+        >>> square = aerobust.attacks.Square(eps=8 / 255, queries=50)
+        >>> square(model, x, y).backwards
+        0
     """
 
     name = "square"

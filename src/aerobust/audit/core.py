@@ -32,6 +32,7 @@ from aerobust.errors import UserError
 VERDICTS = ("masking", "no-masking-detected", "inconclusive")
 # Robust accuracy at the largest eps of the curve above this fails "about 0".
 LARGE_EPS_CEILING = 0.05
+CHECKS_DOC = "docs/audit.md"  # one section per check, headed by its name
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,35 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
     robust accuracy before, if McNemar's test calls the gap significant at ``alpha``,
     the verdict is ``masking``. Reproducible for a seed: the model's own randomness is
     drawn from torch's generator, seeded here.
+
+    Args:
+        model: any ``nn.Module`` mapping [0,1] images to logits; an ``AEClassifier`` or a
+            leading ``nn.Sequential`` has its front stages probed one by one.
+        x: the images (N, ...) in [0,1].
+        y: their labels (N,).
+        eps: the Linf radius in [0,1] units (``20 / 255``); above 1 is refused.
+        budget: ``"quick"``, ``"standard"`` (at least AutoAttack's standard strength) or
+            ``"thorough"``; see docs/audit.md#budgets.
+        seed: seeds every attack and the model's own randomness.
+        batch_size: points per attack call.
+        gap_threshold, alpha: the verdict's gap (fraction of points) and significance.
+        progress: show progress bars.
+        execution: how the attacks run (``Execution``); None: the defaults.
+
+    Returns:
+        An ``Audit``: ``verdict`` (``masking``, ``no-masking-detected`` or
+        ``inconclusive``) with its ``reasons``, ``robust_accuracy`` (the per-point minimum
+        over the ladder) and ``robust_interval``, ``baseline_robust_accuracy`` (PGD-40 on
+        CE) and ``mcnemar_p``, the ``probes``, ``checks``, ``rungs`` and a per-point
+        ``ledger``; ``to_dict()`` for JSON.
+
+    Example:
+        >>> from aerobust.audit import audit
+        >>> found = audit(model, x, y, eps=8 / 255, budget="quick")
+        >>> found.verdict in ("masking", "no-masking-detected", "inconclusive")
+        True
+        >>> found.robust_accuracy <= found.baseline_robust_accuracy
+        True
     """
     device = next((p.device for p in model.parameters()), x.device)
     y = y.long()
@@ -342,7 +372,9 @@ def _checks(rows: list[dict[str, Any]], ledger: list[dict[str, Any]],
     checks.append(Check(
         "more-steps-converged", more < need, float(more),
         f"{more} point(s) fell only to twice the steps and more restarts (fails at {need})"))
-    return checks
+    # each check's text ends with its section of the docs, as AutoAttack's flags doc does
+    return [Check(c.name, c.passed, c.value, f"{c.detail}; see {CHECKS_DOC}#{c.name}")
+            for c in checks]
 
 
 def _verdict(gap: float, p_value: float, checks: list[Check], n: int, gap_threshold: float,

@@ -23,8 +23,25 @@ def unknown_name(name: str) -> UserError:
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
-    """Load by name: "digits" (bundled, ignores data_dir), "mnist", "cifar10" (read from
-    data_dir, default $AEROBUST_DATA or ~/.cache/aerobust/data), or "npz:PATH"."""
+    """Load a whole dataset into memory by name: the one entry point for data.
+
+    Args:
+        name: ``"digits"`` (bundled, needs no files), ``"mnist"``, ``"cifar10"``, or
+            ``"npz:PATH"`` for your own file with ``x_train, y_train, x_test, y_test``
+            (uint8 0-255 or float 0-1, NHWC or NCHW).
+        data_dir: where ``mnist`` and ``cifar10`` are read from (default
+            ``$AEROBUST_DATA`` or ``~/.cache/aerobust/data``); ignored otherwise.
+
+    Returns:
+        A ``Dataset``: ``x_train``, ``x_test`` (N, C, H, W) float32 in [0,1], ``y_train``,
+        ``y_test`` (N,) int64, ``num_classes`` and a content ``checksum``. Missing or
+        corrupt files raise a ``UserError`` that says what to place where.
+
+    Example:
+        >>> dataset = aerobust.load_dataset("digits")
+        >>> tuple(dataset.x_test.shape[1:]), dataset.num_classes
+        ((1, 28, 28), 10)
+    """
     if name.startswith(NPZ_PREFIX):
         path = name[len(NPZ_PREFIX) :]
         if not path:

@@ -1,6 +1,6 @@
 """The experiments' settings: one dataclass whose fields carry their own help, units and
 range (the CLI's options are generated from them), and one profile per data family
-holding every default the paper or DESIGN.md fixes. A default is written here once.
+holding every default the paper or docs/design.md fixes. A default is written here once.
 
 A user's config holds only what they set (None: not set); ``resolve`` fills the rest
 from the data family's profile, so a resolved config, and every row made under it,
@@ -155,9 +155,9 @@ def _check(f: dataclasses.Field, value: Any) -> None:
         raise UserError(f"{f.name} {value!r} is {where}{units}")
 
 
-# Every default the paper or DESIGN.md fixes, per data family. ``digits`` (the bundled
+# Every default the paper or docs/design.md fixes, per data family. ``digits`` (the bundled
 # 8x8 digits, upscaled) is the grey family at the quick preset's size: CW 5 x 100
-# (DESIGN.md's quick setting), the masking checks on 100 images with PGD-10 and the
+# (docs/design.md#presets), the masking checks on 100 images with PGD-10 and the
 # quick audit on 100, so the whole pipeline runs in minutes on a CPU.
 _COMMON: dict[str, Any] = {
     "n_cw": 1000, "cw_steps": 1000, "cw_binary_steps": 9, "pgd_steps": 40, "pgd_restarts": 1,
@@ -172,7 +172,7 @@ _COMMON: dict[str, Any] = {
 GREY: dict[str, Any] = {
     **_COMMON, "classifier": "lenet5", "eps": (20.0, 80.0),
     "eps_sweep": (0.0, 10.0, 20.0, 30.0, 40.0, 60.0, 80.0),
-    "substitute_arch": "lenet-substitute",  # Table 2(a): "LeNet-like" (DESIGN.md)
+    "substitute_arch": "lenet-substitute",  # Table 2(a): "LeNet-like" (docs/design.md#models)
 }
 PROFILES: dict[str, dict[str, Any]] = {
     "mnist": GREY,
@@ -180,7 +180,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                "masking_pgd_steps": 10, "audit_budget": "quick", "audit_n": 100},
     "cifar": {**_COMMON, "classifier": "vgg16", "eps": (5.0, 10.0),
               "eps_sweep": (0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0),
-              "substitute_arch": "resnet110"},  # Table 2(a) for CIFAR-10 (DESIGN.md)
+              "substitute_arch": "resnet110"},  # Table 2(a), CIFAR-10 (docs/design.md#models)
 }
 PAPER_DATASET = {"digits": "mnist", "mnist": "mnist", "cifar": "cifar10"}
 

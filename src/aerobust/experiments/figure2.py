@@ -3,10 +3,11 @@ Guided Complement Entropy (C+GCE), white-box (top row) and black-box (bottom row
 FGSM and PGD, accuracy over an epsilon sweep.
 
 A masking defense gains white-box accuracy and loses it under transfer; the paper's
-point is that the AE keeps its gain in both rows. Reading (see README): (AE-C)+T is the
-AE trained alone (MSE) in front of the classifier trained with temperature, composed
-without fine-tuning; black-box adversarials come from the same-architecture substitute
-of Table 2(b), trained with plain CE (for the AE-C variants an AE-C substitute).
+point is that the AE keeps its gain in both rows. Reading: (AE-C)+T is the AE trained
+alone (MSE) in front of the classifier trained with temperature, composed without
+fine-tuning; black-box adversarials come from the same-architecture substitute of
+Table 2(b), trained with plain CE (for the AE-C variants an AE-C substitute). Why:
+docs/design.md#transfer-and-substitutes-table-2-fig-2.
 """
 
 from __future__ import annotations

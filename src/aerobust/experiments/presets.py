@@ -11,9 +11,9 @@ from typing import Any
 from aerobust.errors import UserError
 
 # The quick preset runs every experiment on the bundled digits in minutes on two CPU
-# cores: fewer epochs and test images than the paper, CW 5 x 100 (DESIGN.md), and the
-# masking checks on 100 images with PGD-10 (the digits family defaults). Measured
-# times are in the README.
+# cores: fewer epochs and test images than the paper, CW 5 x 100, and the masking
+# checks on 100 images with PGD-10 (the digits family defaults; why:
+# docs/design.md#presets). Measured times are in docs/reproduce.md#presets.
 QUICK: dict[str, Any] = {
     "classifier_epochs": 15,
     "ae_epochs": 15,

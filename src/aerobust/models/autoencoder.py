@@ -1,5 +1,5 @@
 """The paper's convolutional autoencoder: encoder 3 conv + 2 pooling, decoder 3 conv +
-2 transposed conv, sigmoid output (DESIGN.md gives the layer widths)."""
+2 transposed conv, sigmoid output (docs/design.md#autoencoder gives the layer widths)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class ConvAE(nn.Module):
         )
         self.latent_shape = (width2, image_size // 4, image_size // 4)
         # Kaiming init: with PyTorch's default init small AEs can sit at a blank output
-        # for epochs (DESIGN.md).
+        # for epochs (docs/design.md#autoencoder).
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")

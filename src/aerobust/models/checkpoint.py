@@ -69,6 +69,24 @@ def load_model(path: str | Path, kind: str | None = None, arch: str | None = Non
 
     ``kind`` ("classifier" or "autoencoder") and ``arch`` state what the caller
     expects, so that e.g. an autoencoder passed as ``--classifier`` is a clear error.
+
+    Args:
+        path: a ``model.pt`` written by aerobust's training, or its run folder. It is
+            read with ``torch.load(weights_only=True)``: pickled objects are refused.
+        kind: the kind the caller expects (``"classifier"`` or ``"autoencoder"``), or
+            None for either.
+        arch: the architecture the caller expects (``"lenet5"``, ``"conv-ae"``, ...), or
+            None for any.
+        device: where the weights go.
+
+    Returns:
+        The ``nn.Module``, in eval mode, taking [0,1] images. A classifier returns
+        logits, an autoencoder images.
+
+    Example:
+        >>> classifier = aerobust.load_model(checkpoint, kind="classifier")
+        >>> classifier(x).shape
+        torch.Size([8, 10])
     """
     payload = read_checkpoint(path)
     have = payload["arch"]

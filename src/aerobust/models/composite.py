@@ -11,7 +11,22 @@ from aerobust.models.autoencoder import ConvAE
 
 class AEClassifier(nn.Module):
     """``classifier(autoencoder(x))`` as one module, so every attack differentiates
-    through the whole AE-C (the paper's Fig. 1)."""
+    through the whole AE-C (the paper's Fig. 1).
+
+    Args:
+        autoencoder: any module mapping [0,1] images to images of the same shape: an AE
+            from ``load_model``, or your own preprocessing defense.
+        classifier: any module mapping [0,1] images to logits.
+
+    Returns:
+        An ``nn.Module``; the audit probes its two parts one by one.
+
+    Example:
+        >>> blur = nn.AvgPool2d(3, stride=1, padding=1)
+        >>> defended = aerobust.AEClassifier(blur, model)
+        >>> defended(x).shape
+        torch.Size([8, 10])
+    """
 
     def __init__(self, autoencoder: nn.Module, classifier: nn.Module) -> None:
         super().__init__()

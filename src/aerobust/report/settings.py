@@ -180,9 +180,9 @@ def settings(results: Results) -> list[Block]:
     blocks: list[Block] = [
         Heading(3, "Configuration"),
         Paragraph("Every setting as it ran: the data family's profile (the paper's and "
-                  "DESIGN.md's defaults), the preset's and the user's own, resolved. `default` "
-                  "(the data folder only): the standard location. Epsilons in 0-255 pixel "
-                  "units."),
+                  "docs/design.md's defaults), the preset's and the user's own, resolved. "
+                  "`default` (the data folder only): the standard location. Epsilons in 0-255 "
+                  "pixel units."),
         Table(["field", *names],
               [["data checksum", *(f"`{p.meta.get('data_checksum', '-')}`" for p in parts)],
                ["config hash", *(f"`{p.meta.get('config_hash', '-')}`" for p in parts)],

@@ -30,9 +30,9 @@ _DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-# Madry PGD adversarial training per data family (DESIGN.md), [0,1] pixel units. Grey
-# data ramps eps up over the first 5 epochs: at 0.3 from the start LeNet5 stalls at
-# chance (see ``adversarial_batch``).
+# Madry PGD adversarial training per data family, [0,1] pixel units. Grey data ramps eps
+# up over the first 5 epochs: at 0.3 from the start LeNet5 stalls at chance (see
+# ``adversarial_batch``; docs/design.md#adversarial-training-fig-4).
 ADVERSARIAL_DEFAULTS: dict[str, dict[str, float]] = {
     "digits": {"eps": 0.3, "steps": 40, "step_size": 0.01, "ramp_epochs": 5},
     "mnist": {"eps": 0.3, "steps": 40, "step_size": 0.01, "ramp_epochs": 5},

@@ -436,7 +436,9 @@ def _backend_options(p: argparse.ArgumentParser, jobs: bool) -> None:
                    help="--backend ray: HOST:PORT of the cluster's head, or auto (default: "
                         "the running cluster, else a local one on 127.0.0.1)")
     p.add_argument("--task-cpus", type=int, default=None,
-                   help="--backend ray: CPUs (and torch threads) per task (default 1)")
+                   help="--backend ray: CPUs per task (default 1); training and result "
+                        "cells compute with one torch thread whatever this is, so that "
+                        "their numbers do not depend on it")
 
 
 def _backend(args: argparse.Namespace) -> dict[str, Any]:

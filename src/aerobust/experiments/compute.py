@@ -22,6 +22,7 @@ from aerobust.device import resolve_device
 from aerobust.experiments.spec import Cell, Model, Net
 from aerobust.metrics import gradient_amplitude, predict
 from aerobust.models import AEClassifier
+from aerobust.threads import stored_work_threads
 from aerobust.training import Run, RunStore, TrainSpec, default_spec
 
 Row = dict[str, Any]
@@ -116,7 +117,13 @@ class Context:
 
 
 def compute(cell: Cell, ctx: Context) -> Row:
-    """The numbers of one cell (accuracies in percent)."""
+    """The numbers of one cell (accuracies in percent), computed with the fixed thread
+    count of stored work (``aerobust.threads``), so the key names one result."""
+    with stored_work_threads():
+        return _compute(cell, ctx)
+
+
+def _compute(cell: Cell, ctx: Context) -> Row:
     p = cell.params
     model = ctx.model(cell.model)
     x, y = ctx.images(p["n"])

@@ -21,6 +21,7 @@ from aerobust.device import resolve_device
 from aerobust.errors import CheckpointError, UserError
 from aerobust.models import load_model, save_checkpoint
 from aerobust.provenance import library_versions
+from aerobust.threads import stored_work_threads
 from aerobust.training.spec import TrainSpec
 from aerobust.training.trainer import fit
 
@@ -98,11 +99,12 @@ class RunStore:
             atomic.write_json(path / "spec.json", spec.to_dict())
             resume = path / RESUME_FILE
             state = self._read_state(resume) if resume.is_file() else None
-            model, history = fit(
-                spec, dataset, resolve_device(device), state=state,
-                save_state=lambda s: atomic.torch_save(s, resume),
-                progress=progress, on_epoch_end=on_epoch_end,
-            )
+            with stored_work_threads():  # the weights must not depend on the machine
+                model, history = fit(
+                    spec, dataset, resolve_device(device), state=state,
+                    save_state=lambda s: atomic.torch_save(s, resume),
+                    progress=progress, on_epoch_end=on_epoch_end,
+                )
             metrics = {**{k: v for k, v in history[-1].items() if k.startswith("test")},
                        "seconds_per_epoch": sum(h["seconds"] for h in history) / len(history),
                        "history": history}

@@ -85,7 +85,7 @@ def test_registered_with_its_defaults() -> None:
     assert attack.params() == {
         "eps": 0.1, "steps": 100, "restarts": 1, "loss": "ce", "targeted": False,
         "n_target_classes": 9, "first_target": 0, "rho": 0.75, "momentum": 0.75, "seed": 0,
-        "random_start": True, "eot": 1}
+        "random_start": True, "eot": 1, "norm": "Linf"}
 
 
 @pytest.mark.parametrize("eps", [0.01, 0.05, 0.3])

@@ -19,6 +19,7 @@ from aerobust.attacks import (
     ATTACKS,
     CPU_BLOCK_SIZE,
     CW,
+    FAB,
     FGSM,
     PGD,
     Attack,
@@ -40,12 +41,13 @@ CHEAP = {
     "deepfool": {"steps": 10},
     "apgd": {"eps": 0.1, "steps": 5},
     "square": {"eps": 0.1, "queries": 20},
+    "fab": {"eps": 0.1, "steps": 5, "n_target_classes": 2, "restarts": 2},
 }
 
 
 def test_registry_names_every_attack() -> None:
     assert {"fgsm": FGSM, "pgd": PGD, "cw": CW, "deepfool": DeepFool, "apgd": APGD,
-            "square": Square} == ATTACKS
+            "square": Square, "fab": FAB} == ATTACKS
     for name, params in CHEAP.items():
         attack = get(name, **params)
         assert isinstance(attack, ATTACKS[name])
@@ -56,7 +58,7 @@ def test_get_is_case_insensitive_and_resolves_defaults() -> None:
     attack = get("PGD", eps=0.2)
     assert attack.params() == {
         "eps": 0.2, "steps": 40, "step_size": 2.5 * 0.2 / 40, "restarts": 1,
-        "random_start": True, "seed": 0, "keep": "first", "eot": 1, "loss": "ce",
+        "random_start": True, "seed": 0, "keep": "first", "eot": 1, "loss": "ce", "norm": "Linf",
     }
 
 
@@ -328,6 +330,7 @@ def test_cost_does_not_grow_with_batch_size(
         "deepfool": (10 + 1, 10 * 9),
         "apgd": (5 + 1, 5),
         "square": (20 + 2, 0),
+        "fab": (1 + 2 * 2 * 5 * 2, 2 * 2 * 5),
     }[name]
     for result in (one, many):
         assert result.forwards <= bound[0] and result.backwards <= bound[1]
@@ -348,7 +351,7 @@ def test_blocks_are_separate_calls(name: str, digits: Any, mlp: Callable[..., nn
     assert blocked.backwards == sum(p.backwards for p in parts)
 
 
-@pytest.mark.parametrize("name", ["fgsm", "pgd", "deepfool", "cw"])
+@pytest.mark.parametrize("name", ["fgsm", "pgd", "deepfool", "cw", "fab"])
 def test_results_do_not_depend_on_the_blocks(
     name: str, digits: Any, mlp: Callable[..., nn.Module]
 ) -> None:

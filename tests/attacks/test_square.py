@@ -36,7 +36,7 @@ def test_registered_with_defaults() -> None:
     assert isinstance(attack, Square)
     assert attack.params() == {
         "eps": 0.1, "queries": 5000, "p_init": 0.8, "restarts": 1, "loss": "margin",
-        "seed": 0, "eot": 1,
+        "seed": 0, "eot": 1, "norm": "Linf",
     }
 
 

@@ -16,6 +16,7 @@ from aerobust.attacks.bpda import BPDA, bpda
 from aerobust.attacks.cw import CW
 from aerobust.attacks.deepfool import DeepFool
 from aerobust.attacks.evaluate import Evaluation, evaluate
+from aerobust.attacks.fab import FAB
 from aerobust.attacks.fgsm import FGSM
 from aerobust.attacks.pgd import PGD
 from aerobust.attacks.runner import CPU_BLOCK_SIZE, Execution
@@ -24,7 +25,7 @@ from aerobust.attacks.transfer import Transfer, craft, relabelled, score, transf
 from aerobust.errors import UserError
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, PGD, CW, DeepFool, APGD, Square)
+    cls.name: cls for cls in (FGSM, PGD, CW, DeepFool, APGD, Square, FAB)
 }
 
 
@@ -81,6 +82,7 @@ __all__ = [
     "BPDA",
     "CPU_BLOCK_SIZE",
     "CW",
+    "FAB",
     "FGSM",
     "PGD",
     "Attack",

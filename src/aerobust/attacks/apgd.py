@@ -1,4 +1,5 @@
-"""Auto-PGD in the Linf ball (Croce & Hein 2020), untargeted and targeted (APGD-T)."""
+"""Auto-PGD (Croce & Hein 2020), untargeted and targeted (APGD-T), in the Linf and L2
+balls, and L1-APGD with its sparse steps (Croce & Hein 2021)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fractions import Fraction
 import torch
 from torch import Tensor
 
+from aerobust.attacks import norms
 from aerobust.attacks.base import (
     Attack,
     CountedModel,
@@ -37,6 +39,26 @@ def checkpoints(steps: int) -> list[int]:
             out.append(w)
         before, p = p, p + max(p - before - Fraction(3, 100), Fraction(6, 100))
     return out
+
+
+def l1_checks(steps: int) -> list[int]:
+    """L1-APGD's checkpoints: every ``max(int(0.04 * steps), 1)`` iterations, as the
+    authors' code places them."""
+    every = max(int(0.04 * steps), 1)
+    return list(range(every, steps, every))
+
+
+def target_classes(clean: Tensor, y: Tensor, first: int, count: int) -> Tensor:
+    """Per sample, the classes ranked ``first + 1`` to ``first + count`` by clean logit
+    among those other than the label, as (targets, N) rows (fewer where the classes run
+    out). The label's logit goes last, so no target is the label itself (which a
+    misclassified sample's (k+1)-th logit could be)."""
+    ranked = clean.scatter(1, y.unsqueeze(1), -torch.inf).argsort(dim=1, descending=True)
+    return ranked[:, first:min(first + count, clean.shape[1] - 1)].T
+
+
+def _rows(t: Tensor | None, index: Tensor) -> Tensor | None:
+    return None if t is None else t[index]
 
 
 @dataclass(frozen=True)
@@ -79,8 +101,22 @@ class APGD(Attack):
     each iterate comes from the forward that also yields its gradient. ``eps == 0`` is a
     single forward. With ``eot=k`` every forward is ``k``.
 
+    ``norm`` is the threat model (``attacks.norms``; ``eps`` in [0,1] pixel units for
+    every norm). ``"L2"``: the same algorithm with the gradient normalised to unit L2
+    length instead of its sign, each iterate pulled into the L2 ball then clamped to
+    [0,1], and random starts on the sphere of radius ``eps``. ``"L1"`` is L1-APGD (Croce
+    & Hein 2021): a step moves the top ``share`` of coordinates by gradient magnitude
+    (their signs, L1 length ``eta``), and is projected exactly onto the L1 ball
+    intersected with [0,1] (``norms.l1_box``), without momentum; ``eta`` starts at
+    ``eps`` and every 4% of the steps ``share`` becomes the best point's sparsity / 1.5,
+    and a sample whose best point became over 5% sparser returns there with ``eta`` back
+    at ``eps``, the others' ``eta`` shrinks by 1.5 (never below ``eps / 10``). The random
+    start projects ``x`` plus Gaussian noise onto the ball and box. (AutoAttack's L1
+    standard version also runs the steps at 3, 2 then 1 times eps; this does not.)
+
     Args:
-        eps: the Linf radius in [0,1] units.
+        eps: the radius in ``norm`` ([0,1] pixel units).
+        norm: ``"Linf"`` (default), ``"L2"`` or ``"L1"``.
         steps: iterations per run.
         restarts: runs from fresh random starts, on the samples still unfooled.
         loss: ``"ce"``, ``"dlr"``, ``"margin"`` or a callable ``(logits, y) -> (N,)``.
@@ -115,11 +151,13 @@ class APGD(Attack):
     momentum: float = 0.75
     seed: int = 0
     random_start: bool = True
+    norm: str = "Linf"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         resolve(self.name, self.loss)
-        check_number(self.name, "eps", self.eps, 0.0, 1.0)
+        object.__setattr__(self, "norm", norms.check_norm(self.name, self.norm))
+        norms.check_eps(self.name, self.norm, self.eps)
         check_number(self.name, "steps", self.steps, 1, integer=True)
         check_number(self.name, "restarts", self.restarts, 1, integer=True)
         check_bool(self.name, "targeted", self.targeted)
@@ -134,11 +172,13 @@ class APGD(Attack):
                             f"not a callable")
 
     def _draws(self, x: Tensor) -> Tensor | None:
-        """Each sample's uniform noise for every restart, ``(N, restarts, ...)``, from the
-        seeded CPU generator for the whole batch (as PGD's)."""
+        """Each sample's noise for every restart, ``(N, restarts, ...)``, from the seeded
+        CPU generator for the whole batch (as PGD's): uniform in Linf, Gaussian else."""
         if not self.random_start or self.eps == 0:
             return None
-        return uniform_starts(x, self.seed, self.restarts)
+        if self.norm == "Linf":
+            return uniform_starts(x, self.seed, self.restarts)
+        return norms.normal_starts(x, self.seed, self.restarts)
 
     def _attack(
         self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None
@@ -146,17 +186,12 @@ class APGD(Attack):
         if self.eps == 0:
             with torch.no_grad():
                 return x.clone(), model(x).argmax(dim=1) != y
-        lo, hi = linf_box(x, self.eps)
+        lo, hi = linf_box(x, self.eps) if self.norm == "Linf" else (None, None)
         if self.targeted:
             with torch.no_grad():
                 clean = model(x)
-            # The label's logit goes last, so no target is the label itself (which a
-            # misclassified sample's (k+1)-th logit could be).
-            ranked = clean.scatter(1, y.unsqueeze(1), -torch.inf).argsort(dim=1,
-                                                                          descending=True)
-            first = self.first_target
             targets: list[Tensor | None] = list(
-                ranked[:, first:min(first + self.n_target_classes, clean.shape[1] - 1)].T)
+                target_classes(clean, y, self.first_target, self.n_target_classes))
             if not targets:
                 return x.clone(), clean.argmax(dim=1) != y
         else:
@@ -172,9 +207,11 @@ class APGD(Attack):
                 start = x[todo]
                 if draws is not None:
                     noise = draws[todo.cpu(), restart].to(x.device)
-                    start = torch.clamp(start + self.eps * (2 * noise - 1), lo[todo], hi[todo])
-                adv, hit, best = self._run(model, start, y[todo], lo[todo], hi[todo],
-                                           None if target is None else target[todo])
+                    start = (torch.clamp(start + self.eps * (2 * noise - 1), lo[todo], hi[todo])
+                             if self.norm == "Linf" else
+                             norms.start(self.norm, self.eps, start, noise))
+                adv, hit, best = self._run(model, start, y[todo], x[todo], _rows(lo, todo),
+                                           _rows(hi, todo), _rows(target, todo))
                 # Fooled: its first fooling iterate; else the highest loss of any run.
                 better = hit | (best > score[todo])
                 x_adv[todo[better]] = adv[better]
@@ -187,8 +224,9 @@ class APGD(Attack):
         model: CountedModel,
         current: Tensor,
         y: Tensor,
-        lo: Tensor,
-        hi: Tensor,
+        center: Tensor,
+        lo: Tensor | None,
+        hi: Tensor | None,
         target: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """One run of ``steps`` steps from ``current``; returns each sample's kept iterate
@@ -202,10 +240,17 @@ class APGD(Attack):
         fooled = torch.zeros(n, dtype=torch.bool, device=y.device)
         best_loss = torch.full((n,), torch.inf, dtype=current.dtype, device=current.device)
         rows = torch.arange(n, device=y.device)
-        at = set(checkpoints(self.steps))
+        l1 = self.norm == "L1"
+        at = set(l1_checks(self.steps) if l1 else checkpoints(self.steps))
         named = None if target is None else TARGETED[str(self.loss).lower()]
         plain = resolve(self.name, self.loss)
-        eta = torch.full((n,), 2 * self.eps, dtype=current.dtype, device=current.device)
+        first_eta = self.eps if l1 else 2 * self.eps
+        eta = torch.full((n,), first_eta, dtype=current.dtype, device=current.device)
+        # L1-APGD: the share of coordinates a step moves, and the best point's sparsity
+        # at the last checkpoint.
+        pixels = center[0].numel()
+        share = torch.full_like(eta, 0.2) if l1 else None
+        sparsity = torch.full_like(eta, pixels) if l1 else None
         last_check = 0
         # Filled at step 0: the previous iterate, the best point, its loss and gradient
         # sign, the loss of the point last stepped from, the count of loss increases
@@ -238,21 +283,38 @@ class APGD(Attack):
                 fooled[done] = True
                 if bool(newly.all()):
                     return adv, fooled, best_loss
-            grad = out.grad.sign_()
+            grad = (out.grad.sign_() if self.norm == "Linf" else
+                    norms.l2_direction(out.grad) if self.norm == "L2" else out.grad)
             best_grad = grad if step == 0 else torch.where(batch_view(improved, grad), grad,
                                                            best_grad)
             if any_fooled:  # ... and leave the batch
                 still = ~newly
-                (current, y, lo, hi, rows, target, prev, best, best_grad, grad, loss,
-                 best_now, ups, halved, best_then, eta) = (
+                (current, y, center, lo, hi, rows, target, prev, best, best_grad, grad, loss,
+                 best_now, ups, halved, best_then, eta, share, sparsity) = (
                     None if t is None else t[still] for t in (
-                        current.detach(), y, lo, hi, rows, target, prev, best, best_grad, grad,
-                        loss, best_now, ups, halved, best_then, eta))
+                        current.detach(), y, center, lo, hi, rows, target, prev, best,
+                        best_grad, grad, loss, best_now, ups, halved, best_then, eta, share,
+                        sparsity))
             with torch.no_grad():
                 current = current.detach()
                 prev_loss = loss
                 # The weight of the new step against the last move: none at first.
                 weight: float | Tensor = 1.0 if step == 0 else self.momentum
+                if l1:
+                    if step in at:
+                        now = (best - center).flatten(1).ne(0).sum(dim=1).to(eta.dtype)
+                        back = now / sparsity < 0.95
+                        share = now / pixels / 1.5
+                        eta = torch.where(back, self.eps, eta / 1.5).clamp_(self.eps / 10,
+                                                                            self.eps)
+                        sparsity = now
+                        current = torch.where(batch_view(back, current), best, current)
+                        grad = torch.where(batch_view(back, grad), best_grad, grad)
+                        prev_loss = torch.where(back, best_now, loss)
+                    step_to = current + batch_view(eta, grad) * norms.sparse_direction(grad,
+                                                                                       share)
+                    prev, current = current, norms.l1_box(center, step_to, self.eps)
+                    continue
                 if step in at:
                     oscillating = ups < self.rho * (step - last_check)
                     stalled = ~halved & (best_now <= best_then)
@@ -266,8 +328,10 @@ class APGD(Attack):
                     weight = torch.where(back, 1.0, self.momentum).to(current.dtype)
                     halved, best_then, last_check = halve, best_now, step
                     ups = torch.zeros_like(ups)
-                z = (current + batch_view(eta, grad) * grad).clamp_(lo, hi)
+                z = norms.project(self.norm, self.eps, center,
+                                  current + batch_view(eta, grad) * grad, lo, hi)
                 # x + w (z - x) + (1 - w)(x - prev) = lerp(2x - prev, z, w)
                 moved = z if step == 0 else torch.lerp(current - prev + current, z, weight)
-                prev, current = current, moved.clamp_(lo, hi)
+                prev, current = current, norms.project(self.norm, self.eps, center, moved,
+                                                       lo, hi)
         raise AssertionError("unreachable")

@@ -1,17 +1,23 @@
-"""Projected Gradient Descent in the Linf ball (Madry et al. 2018), with restarts."""
+"""Projected Gradient Descent (Madry et al. 2018) in the Linf, L2 or L1 ball, with
+restarts."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from aerobust.attacks import norms
 from aerobust.attacks.base import Attack, CountedModel, check_bool, check_number, linf_box
 from aerobust.attacks.losses import LossFn, resolve
 from aerobust.errors import UserError
 
 KEEP = ("first", "last")
+# PGD-L1 moves the top 1% of coordinates by gradient magnitude each step (SLIDE's 99th
+# percentile, Tramer & Boneh 2019).
+SLIDE_SHARE = 0.01
 
 
 def uniform_starts(x: Tensor, seed: int, restarts: int) -> Tensor:
@@ -46,12 +52,22 @@ class PGD(Attack):
     also yields its gradient, so there is no extra forward per step. ``eps == 0`` is a
     single forward (the ball is a point). With ``keep="last"`` every step runs.
 
-    ``step_size`` defaults to ``2.5 * eps / steps``. Random starts come from a CPU
-    generator seeded with ``seed`` at each call, drawn for the whole batch before it is
-    split into blocks, so results are reproducible on any device and block size.
+    ``step_size`` defaults to ``2.5 * eps / steps`` in every norm: each step has that
+    length in the attack's norm. Random starts come from a CPU generator seeded with
+    ``seed`` at each call, drawn for the whole batch before it is split into blocks, so
+    results are reproducible on any device and block size.
+
+    ``norm`` is the threat model (``attacks.norms``; ``eps`` in [0,1] pixel units for
+    every norm). Linf steps along the gradient's sign and clamps to the ball and [0,1].
+    ``"L2"`` steps along the gradient normalised to unit L2 length, pulls the iterate
+    into the L2 ball and clamps it to [0,1], and starts on the sphere of radius ``eps``.
+    ``"L1"`` takes sparse steps (the gradient's signs on its top 1% of coordinates, L1
+    length ``step_size``: SLIDE, Tramer & Boneh 2019), each projected exactly onto the
+    L1 ball intersected with [0,1], from a random start in it (``norms.start``).
 
     Args:
-        eps: the Linf radius in [0,1] units.
+        eps: the radius in ``norm`` ([0,1] pixel units).
+        norm: ``"Linf"`` (default), ``"L2"`` or ``"L1"``.
         steps: gradient steps per restart.
         step_size: the size of a step; None: ``2.5 * eps / steps``.
         restarts: runs from fresh random starts, on the samples still unfooled.
@@ -80,16 +96,19 @@ class PGD(Attack):
     seed: int = 0
     keep: str = "first"
     loss: str | LossFn = "ce"
+    norm: str = "Linf"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         resolve(self.name, self.loss)
-        check_number(self.name, "eps", self.eps, 0.0, 1.0)
+        object.__setattr__(self, "norm", norms.check_norm(self.name, self.norm))
+        norms.check_eps(self.name, self.norm, self.eps)
         check_number(self.name, "steps", self.steps, 1, integer=True)
         if self.step_size is None:
             object.__setattr__(self, "step_size", 2.5 * self.eps / self.steps)
         else:
-            check_number(self.name, "step_size", self.step_size, 0.0, 1.0)
+            check_number(self.name, "step_size", self.step_size, 0.0,
+                         1.0 if self.norm == "Linf" else math.inf)
         check_number(self.name, "restarts", self.restarts, 1, integer=True)
         check_bool(self.name, "random_start", self.random_start)
         check_number(self.name, "seed", self.seed, 0, integer=True)
@@ -103,7 +122,9 @@ class PGD(Attack):
         sample gets the same start whatever block (or device) it is attacked on."""
         if not self.random_start or self.eps == 0:
             return None
-        return uniform_starts(x, self.seed, self.restarts)
+        if self.norm == "Linf":
+            return uniform_starts(x, self.seed, self.restarts)
+        return norms.normal_starts(x, self.seed, self.restarts)
 
     def _attack(
         self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None
@@ -111,7 +132,8 @@ class PGD(Attack):
         if self.eps == 0:
             with torch.no_grad():
                 return x.clone(), model(x).argmax(dim=1) != y
-        lo, hi = linf_box(x, self.eps)
+        # Linf: the box every iterate is clamped to; L2, L1: both carry the ball's centre.
+        lo, hi = linf_box(x, self.eps) if self.norm == "Linf" else (x, x)
         x_adv = x.clone()
         fooled = torch.zeros_like(y, dtype=torch.bool)
         for restart in range(self.restarts):
@@ -121,7 +143,9 @@ class PGD(Attack):
             start = x[todo]
             if draws is not None:
                 noise = draws[todo.cpu(), restart].to(x.device)
-                start = torch.clamp(start + self.eps * (2 * noise - 1), lo[todo], hi[todo])
+                start = (torch.clamp(start + self.eps * (2 * noise - 1), lo[todo], hi[todo])
+                         if self.norm == "Linf" else norms.start(self.norm, self.eps, start,
+                                                                 noise))
             adv, hit = self._restart(model, start, y[todo], lo[todo], hi[todo])
             x_adv[todo] = adv
             fooled[todo] = hit
@@ -162,7 +186,10 @@ class PGD(Attack):
                     rows = rows[:0]
                     break
             with torch.no_grad():
-                current.add_(out.grad.sign_(), alpha=self.step_size).clamp_(lo, hi)
+                if self.norm == "Linf":
+                    current.add_(out.grad.sign_(), alpha=self.step_size).clamp_(lo, hi)
+                else:
+                    current = self._step(current.detach(), out.grad, lo)
             if drop:  # ... and leave the batch
                 still = ~newly
                 current, y, lo, hi, rows = (current.detach()[still], y[still], lo[still],
@@ -170,3 +197,13 @@ class PGD(Attack):
         if len(rows):
             adv[rows] = current.detach()
         return adv, fooled
+
+    def _step(self, current: Tensor, grad: Tensor, center: Tensor) -> Tensor:
+        """One L2 or L1 step of ``step_size`` from ``current``, back into the ball around
+        ``center`` and [0,1]."""
+        if self.norm == "L2":
+            return norms.l2_ball(center, current + self.step_size * norms.l2_direction(grad),
+                                 self.eps)
+        share = torch.full((len(grad),), SLIDE_SHARE, dtype=grad.dtype, device=grad.device)
+        return norms.l1_box(center, current + self.step_size * norms.sparse_direction(
+            grad, share), self.eps)

@@ -290,13 +290,16 @@ def cmd_audit(args: argparse.Namespace) -> None:
                             f"in front of the classifier, got {shape}")
         model = AEClassifier(front, model)
     options = {"budget": args.budget, "seed": args.seed, "batch_size": args.batch_size}
+    # the finished rungs, kept for a rerun; on Ray the worker may not see this folder
+    state = args.out / "audit-state" if args.out is not None and args.backend == "local" \
+        else None
     if args.backend == "ray":
         from aerobust import cluster
 
         result = cluster.audit(model, x, y, eps, address=backend["address"],
                                device=args.device, cpus=backend["task_cpus"], **options)
     else:
-        result = audit(model, x, y, eps, progress=not args.quiet, **options)
+        result = audit(model, x, y, eps, progress=not args.quiet, state=state, **options)
     row = {"dataset": dataset.name, "data_checksum": dataset.checksum,
            "classifier": str(args.classifier), "ae": None if args.ae is None else str(args.ae),
            "defense": args.defense, **result.to_dict()}
@@ -314,6 +317,8 @@ def cmd_audit(args: argparse.Namespace) -> None:
         f"{result.baseline_robust_accuracy:.4f} under PGD on CE (clean "
         f"{result.clean_accuracy:.4f}, {n} points, eps {args.eps:g}/255)",
         *(f"- {r}" for r in result.reasons),
+        *([f"resumed {len(result.resumed)} finished step(s) from {state}"]
+          if result.resumed else []),
         *([f"wrote {args.out}/audit.json, audit.md, audit.html"] if args.out else [])])
 
 
@@ -553,7 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--seed", type=int, default=0)
     aud.add_argument("--batch-size", type=int, default=256)
     aud.add_argument("--out", type=Path, default=None,
-                     help="write audit.json, audit.md and audit.html here")
+                     help="write audit.json, audit.md and audit.html here, and every finished "
+                          "rung to OUT/audit-state as it ends: the same command after a crash "
+                          "or a kill computes only what had not finished (local backend)")
     _backend_options(aud, jobs=False)
     _common(aud)
     aud.set_defaults(func=cmd_audit)

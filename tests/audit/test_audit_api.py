@@ -113,3 +113,25 @@ def test_screened_rungs_run_on_a_sample_and_escalate_on_a_break(one_thread: None
     assert square["attacked"] == robust_before > screen
     assert square["broken"] == sum(p["broken_by"] == "square" for p in cut.ledger) > \
         square["screened"]["broken"]
+
+
+def test_aerobust_audit_is_the_call_a_newcomer_types(one_thread: None) -> None:
+    """``aerobust.audit(model, x, y, eps=...)`` runs the audit, and every name that was
+    importable from the package still is."""
+    import inspect
+
+    import aerobust
+    import aerobust.audit.core
+    from aerobust.audit import BUDGETS, VERDICTS, Audit, Budget, Check, Probe, core
+
+    x, y = _data()
+    called = aerobust.audit(_model(), x, y, eps=0.1, budget="quick")
+    assert isinstance(called, Audit)
+    assert called.to_dict()["ledger"] == audit(_model(), x, y, 0.1, budget="quick").to_dict()[
+        "ledger"]
+    assert aerobust.audit.audit is core.audit is aerobust.audit.core.audit
+    assert "eps" in inspect.signature(aerobust.audit).parameters
+    assert set(BUDGETS) == {"quick", "standard", "thorough"} and "masking" in VERDICTS
+    assert all(isinstance(t, type) for t in (Budget, Check, Probe))
+    with pytest.raises(TypeError):
+        aerobust.audit(_model(), x)  # a wrong call still says what is missing

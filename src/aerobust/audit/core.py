@@ -14,6 +14,7 @@ import itertools
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from aerobust.attacks.runner import Execution
 from aerobust.audit.ladder import BUDGETS, Budget, Rung, build_rungs, curve_attacks, run_attack
 from aerobust.audit.probes import Probe, flagged_stages, is_random, run_probes, train_mode
 from aerobust.audit.stages import split
+from aerobust.audit.state import AuditState, rng_for, state_key
 from aerobust.audit.stats import mcnemar, proportion_interval, smallest_significant_count
 from aerobust.errors import UserError
 
@@ -79,6 +81,9 @@ class Audit:
     closed_by: str | None = None
     gap_threshold: float = 0.05
     notes: list[str] = field(default_factory=list)
+    # steps loaded from ``state`` rather than computed: how this run went, not what the
+    # audit found, so not in ``to_dict`` (a resumed audit's JSON is an uninterrupted one's)
+    resumed: list[str] = field(default_factory=list)
 
     @property
     def gap(self) -> float:
@@ -86,7 +91,8 @@ class Audit:
         return self.baseline_robust_accuracy - self.robust_accuracy
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("probes", "checks")}
+        out = {k: v for k, v in asdict(self).items()
+               if k not in ("probes", "checks", "resumed")}
         out["budget"] = self.budget.to_dict()
         out["gap"] = self.gap
         out["probes"] = [p.to_dict() for p in self.probes]
@@ -141,7 +147,7 @@ def _check_inputs(model: nn.Module, x: Tensor, y: Tensor, eps: float, budget: st
 def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "standard",
           seed: int = 0, batch_size: int = 256, gap_threshold: float = 0.05,
           alpha: float = 0.05, progress: bool = False,
-          execution: Execution | None = None) -> Audit:
+          execution: Execution | None = None, state: str | Path | None = None) -> Audit:
     """Audit ``model`` on ``(x, y)`` (pixels in [0,1]) at Linf radius ``eps``, every
     attack under ``execution`` (the default policy when None; resolved once, for the
     largest batch, so the record is what ran).
@@ -149,7 +155,13 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
     ``gap_threshold``: how far (fraction of points) the paper's attack may overstate
     robust accuracy before, if McNemar's test calls the gap significant at ``alpha``,
     the verdict is ``masking``. Reproducible for a seed: the model's own randomness is
-    drawn from torch's generator, seeded here.
+    drawn from torch's generator, seeded here and again before every rung.
+
+    ``state``: a folder where every finished rung's per-point results are written as it
+    ends (``audit.state``); an audit killed at any moment and called again with the same
+    arguments computes only the rungs that had not finished, and returns what an
+    uninterrupted audit returns (timings aside). A state written for other settings,
+    points, weights or code is refused (``UserError``).
 
     Args:
         model: any ``nn.Module`` mapping [0,1] images to logits; an ``AEClassifier`` or a
@@ -164,6 +176,7 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         gap_threshold, alpha: the verdict's gap (fraction of points) and significance.
         progress: show progress bars.
         execution: how the attacks run (``Execution``); None: the defaults.
+        state: a folder for the resumable state (see above); None: none.
 
     Returns:
         An ``Audit``: ``verdict`` (``masking``, ``no-masking-detected`` or
@@ -186,6 +199,9 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
     plan = BUDGETS[budget]
     largest = min(batch_size, len(x))
     policy = (execution or Execution()).resolve(largest, device)
+    saved = None if state is None else AuditState(state, state_key(
+        {"eps": eps, "budget": plan.to_dict(), "seed": seed, "batch_size": batch_size,
+         "execution": policy.record(largest, device)}, model, x, y))
     start = time.perf_counter()
     torch.manual_seed(seed)
     as_given = train_mode(model)
@@ -210,9 +226,14 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         confirm = _judge(model, 2 * draws) if random else None
         ledger, rung_rows, baseline_robust = _climb(rungs, x, y, correct, judge, confirm,
                                                     batch_size, device, policy, progress,
-                                                    plan.screen, seed)
-        curve = _curve(model, x[: plan.curve_n], y[: plan.curve_n], eps, plan, seed, draws,
-                       classes, judge, batch_size, device, policy, progress)
+                                                    plan.screen, seed, saved)
+        curve = saved and saved.load("curve")
+        if curve is None:
+            rng_for(seed, "curve")
+            curve = _curve(model, x[: plan.curve_n], y[: plan.curve_n], eps, plan, seed,
+                           draws, classes, judge, batch_size, device, policy, progress)
+            if saved is not None:
+                saved.save("curve", curve)
     n = len(x)
     robust = torch.tensor([p["broken_by"] is None and p["clean_correct"] for p in ledger])
     closed = baseline_robust & ~robust
@@ -233,19 +254,20 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         random=random, probes=probes, checks=checks, rungs=rung_rows, curve=curve,
         ledger=ledger, seconds=time.perf_counter() - start,
         execution=policy.record(largest, device), closed_by=closed_by,
-        gap_threshold=gap_threshold,
+        gap_threshold=gap_threshold, resumed=[] if saved is None else saved.resumed,
         notes=[f"BPDA through {', '.join(flagged)}"] * bool(flagged)
         + [f"randomised model: success is a majority of {draws} draws"] * random)
 
 
 def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
            confirm: Any, batch_size: int, device: torch.device, execution: Execution,
-           progress: bool, screen: int | None, seed: int
+           progress: bool, screen: int | None, seed: int, saved: AuditState | None
            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Tensor]:
     """Run the rungs in order, each on the points still robust (the baseline on every
     clean-correct point, so the paired comparison is on the same points); a screened
     rung first on a seeded random sample of ``screen`` of them, on the rest only if it
-    breaks one there."""
+    breaks one there. A rung finished in ``saved`` is loaded, not run; one that finishes
+    here is saved there with the per-point results so far."""
     n = len(x)
     robust = correct.clone()
     broken_by: list[str | None] = [None] * n
@@ -277,7 +299,17 @@ def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
 
     with tqdm(total=len(rungs), desc="audit", unit="rung", disable=not progress,
               dynamic_ncols=True) as bar:
-        for rung in rungs:
+        for number, rung in enumerate(rungs):
+            step = f"{number:02d}-{rung.name}"
+            done = saved and saved.load(step)
+            if done is not None:
+                robust, baseline = torch.tensor(done["robust"]), torch.tensor(done["baseline"])
+                margin, linf = torch.tensor(done["margin"]), torch.tensor(done["linf"])
+                broken_by = done["broken_by"]
+                rows.append(done["row"])
+                bar.update(1)
+                continue
+            rng_for(seed, step)
             todo = (correct if rung.kind == "baseline" else robust).nonzero().squeeze(1)
             bar.set_postfix_str(rung.name)
             before = int(robust.sum())
@@ -301,6 +333,10 @@ def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
                          "alone_robust_accuracy": (float((correct.sum() - hit.sum()) / n)
                                                    if rung.kind == "baseline" else None),
                          "screened": sampled, **cost})
+            if saved is not None:
+                saved.save(step, {"row": rows[-1], "robust": robust.tolist(),
+                                  "baseline": baseline.tolist(), "margin": margin.tolist(),
+                                  "linf": linf.tolist(), "broken_by": broken_by})
             bar.update(1)
     ledger = [{"index": i, "label": int(y[i]), "clean_correct": bool(correct[i]),
                "broken_by": broken_by[i],

@@ -107,6 +107,29 @@ def cmd_train(args: argparse.Namespace) -> None:
           [f"run: {run.path}", figure, f"seconds per epoch: {m['seconds_per_epoch']:.2f}"])
 
 
+def cmd_train_defense(args: argparse.Namespace) -> None:
+    from aerobust.data import load_dataset
+    from aerobust.training import RunStore, default_spec
+    from aerobust.training.defenses import defense_spec, train_defense
+
+    dataset = load_dataset(args.dataset, args.data_dir)
+    classifier = None
+    if args.kind != "cascade":
+        classifier = default_spec(args.classifier_arch, dataset, seed=args.seed,
+                                  epochs=args.classifier_epochs)
+    spec = defense_spec(args.kind, dataset, classifier,
+                        settings=dict(_param(p) for p in args.param), epochs=args.epochs,
+                        seed=args.seed, lr=args.lr, batch_size=args.batch_size)
+    run = train_defense(spec, dataset, RunStore(args.store), device=args.device,
+                        progress=not args.quiet)
+    m = run.metrics
+    fpr = m.get("test_false_positive_rate")
+    _emit(args, {"run": str(run.path), "checkpoint": str(run.checkpoint), **m},
+          [f"run: {run.path}", f"test accuracy: {m['test_accuracy']:.4f}"
+           + ("" if fpr is None else f"  (clean rejected: {fpr:.4f})"),
+           f"seconds per epoch: {m['seconds_per_epoch']:.2f}"])
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     from aerobust.data import load_dataset
     from aerobust.device import resolve_device
@@ -469,6 +492,7 @@ def _per_family(setting: str, scale: float = 1) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from aerobust import __version__
     from aerobust.models import AUTOENCODERS, CLASSIFIERS
+    from aerobust.training.defenses import KINDS as DEFENSE_KINDS
     from aerobust.training.losses import loss_kwargs
 
     parser = _Parser(prog="aerobust", description=__doc__)
@@ -524,6 +548,26 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--gamma", type=int, default=0, help="gamma (alternating)")
         _common(p, store=True)
         p.set_defaults(func=cmd_train)
+
+    dfn = train_sub.add_parser(
+        "defense", help="train one of the autoencoder defenses the paper cites, with the "
+                        "classifier it guards, into one checkpoint (images to logits)")
+    dfn.add_argument("--kind", required=True, choices=DEFENSE_KINDS,
+                     help="dae, magnet (detects), puvae (detects), hgd, or cascade")
+    dfn.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="a setting of the kind, e.g. noise=0.3 (dae), guide=logits (hgd), "
+                          "fpr=0.01 (magnet); repeatable")
+    dfn.add_argument("--classifier-arch", default="lenet5", choices=CLASSIFIERS,
+                     help="the classifier C the defense guards, trained first (not cascade)")
+    dfn.add_argument("--classifier-epochs", type=int, default=None,
+                     help="C's epochs (default: per data family)")
+    dfn.add_argument("--epochs", type=int, default=None,
+                     help="epochs per training phase (default: per kind and data family)")
+    dfn.add_argument("--seed", type=int, default=0)
+    dfn.add_argument("--lr", type=float, default=None)
+    dfn.add_argument("--batch-size", type=int, default=None)
+    _common(dfn, store=True)
+    dfn.set_defaults(func=cmd_train_defense)
 
     ev = sub.add_parser("eval", help="clean accuracy of C, and of AE-C when --ae is given")
     ev.add_argument("--classifier", type=Path, required=True, help="checkpoint or run folder")

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from aerobust.attacks.base import Attack, attack_mode
 from aerobust.attacks.runner import Execution
 from aerobust.errors import UserError
+from aerobust.rejection import rejected, rejects
 
 
 @dataclass
@@ -25,6 +26,9 @@ class Evaluation:
     (an already misclassified input needs no perturbation and would drag them towards
     0); they are ``None`` when there is no such sample. ``forwards``/``backwards`` are
     the attack's batched passes; the clean-accuracy forward is not counted.
+    For a model that rejects inputs (``aerobust.rejection``) a rejected clean input is an
+    error, a rejected adversarial is robust, and ``false_positive_rate`` is the share of
+    clean inputs rejected (None for a model that never rejects).
     ``execution`` is what ran (``Execution.record``: block_size, channels_last, device),
     every default resolved.
     """
@@ -44,6 +48,7 @@ class Evaluation:
     backwards: int
     robust: Tensor  # per sample (bool, on the CPU): correct both clean and attacked
     adversarials: Tensor | None = None
+    false_positive_rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (the adversarial examples are left out)."""
@@ -101,7 +106,7 @@ def evaluate(
     device = next((p.device for p in model.parameters()), x.device)
     largest = min(batch_size, len(x))
     policy = (execution or Execution()).resolve(largest, device)
-    clean, robust, l2, linf, kept = [], [], [], [], []
+    clean, robust, l2, linf, kept, refused = [], [], [], [], [], []
     forwards = backwards = 0
     start = time.perf_counter()
     with attack_mode(model), tqdm(
@@ -112,7 +117,9 @@ def evaluate(
             xb = x[begin : begin + batch_size].to(device)
             yb = y[begin : begin + batch_size].to(device)
             with torch.no_grad():
-                correct = model(xb).argmax(dim=1) == yb
+                logits = model(xb)
+            correct = logits.argmax(dim=1) == yb
+            refused.append(rejected(logits).cpu())
             result = attack(model, xb, yb, execution=policy)
             forwards += result.forwards
             backwards += result.backwards
@@ -143,4 +150,6 @@ def evaluate(
         backwards=backwards,
         robust=torch.cat(robust),
         adversarials=torch.cat(kept) if keep_adversarials else None,
+        false_positive_rate=(torch.cat(refused).double().mean().item() if rejects(model)
+                             else None),
     )

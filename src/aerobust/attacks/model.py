@@ -11,6 +11,9 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from aerobust.rejection import fooled as wrong_class
+from aerobust.rejection import rejects
+
 
 class Step:
     """One evaluation of a loss at an input (see ``CountedModel.step``): ``logits``
@@ -46,6 +49,7 @@ class CountedModel:
     def __init__(self, model: nn.Module, draws: int = 1) -> None:
         self.model = model
         self.draws = draws
+        self.rejects = rejects(model)  # a rejected input is not fooled (``rejection``)
         self.forwards = 0
         self.backwards = 0
 
@@ -76,7 +80,7 @@ class CountedModel:
         losses = torch.stack([loss(out, y) for out in outs])
         total = losses.sum() / self.draws if self.draws > 1 else losses.sum()
         with torch.no_grad():
-            wrong = torch.stack([out.argmax(dim=1) != y for out in outs])
+            wrong = torch.stack([wrong_class(out, y, self.rejects) for out in outs])
             fooled = wrong[0] if self.draws == 1 else 2 * wrong.sum(dim=0) > self.draws
             logits = outs[0] if self.draws == 1 else torch.stack(outs).mean(dim=0)
         return Step(self, x_var, total, logits.detach(), losses.detach().mean(dim=0), fooled)
@@ -85,7 +89,8 @@ class CountedModel:
     def fooled(self, x: Tensor, y: Tensor) -> Tensor:
         """Whether ``x`` is misclassified: by a majority of the draws with EOT."""
         self.forwards += self.draws
-        wrong = sum((self.model(x).argmax(dim=1) != y).int() for _ in range(self.draws))
+        wrong = sum(wrong_class(self.model(x), y, self.rejects).int()
+                    for _ in range(self.draws))
         return 2 * wrong > self.draws
 
 

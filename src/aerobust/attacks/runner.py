@@ -178,7 +178,8 @@ def run(attack: Attack, model: nn.Module, x: Tensor, y: Tensor,
         claims = [p[1] for p in parts]
         claimed = (None if any(c is None for c in claims)
                    else claims[0] if len(claims) == 1 else torch.cat(claims))
-        if relaid or claimed is None or attack.eot > 1:
+        # an attack's own mask knows nothing of rejection (``rejection``): re-judged
+        if relaid or claimed is None or attack.eot > 1 or counted.rejects:
             success = torch.cat([counted.fooled(x_adv[a:b], y[a:b]) for a, b in blocks])
             if relaid and claimed is not None:
                 x_adv, success = _again(attack, counted, x, y, draws, x_adv, success,

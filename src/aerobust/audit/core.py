@@ -30,6 +30,8 @@ from aerobust.audit.stages import split
 from aerobust.audit.state import AuditState, rng_for, state_key
 from aerobust.audit.stats import mcnemar, proportion_interval, smallest_significant_count
 from aerobust.errors import UserError
+from aerobust.rejection import fooled as wrong_class
+from aerobust.rejection import rejects
 
 VERDICTS = ("masking", "no-masking-detected", "inconclusive")
 # Robust accuracy at the largest eps of the curve above this fails "about 0".
@@ -104,10 +106,12 @@ def _judge(model: nn.Module, draws: int) -> Any:
     """Whether ``x_adv`` fools the audited model (a majority of ``draws`` forwards for a
     random model) and the logit margin ``max_{j!=y} z_j - z_y`` of the mean logits."""
 
+    rejecting = rejects(model)
+
     @torch.no_grad()
     def judge(x_adv: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         outs = [model(x_adv) for _ in range(draws)]
-        wrong = sum((o.argmax(dim=1) != y).int() for o in outs)
+        wrong = sum(wrong_class(o, y, rejecting).int() for o in outs)
         mean = outs[0] if draws == 1 else torch.stack(outs).mean(dim=0)
         return 2 * wrong > draws, margin_loss(mean, y)
 

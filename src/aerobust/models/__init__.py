@@ -7,6 +7,7 @@ from aerobust.models.lenet import LeNet5, LeNetSubstitute
 from aerobust.models.registry import (
     AUTOENCODERS,
     CLASSIFIERS,
+    DEFENSES,
     MODELS,
     build_model,
     model_kind,
@@ -17,6 +18,7 @@ from aerobust.models.vgg import VGG16
 __all__ = [
     "AUTOENCODERS",
     "CLASSIFIERS",
+    "DEFENSES",
     "MODELS",
     "VGG16",
     "AEClassifier",

@@ -10,8 +10,12 @@ from torch import nn
 
 from aerobust.errors import UserError
 from aerobust.models.autoencoder import ConvAE
+from aerobust.models.cascade import CascadeDAE
 from aerobust.models.composite import AEClassifier, LatentClassifier
+from aerobust.models.hgd import HGD
 from aerobust.models.lenet import LeNet5, LeNetSubstitute
+from aerobust.models.magnet import MagNet
+from aerobust.models.puvae import PuVAE
 from aerobust.models.resnet import CifarResNet
 from aerobust.models.vgg import VGG16
 
@@ -21,6 +25,17 @@ def _ae_classifier(autoencoder: dict[str, Any], classifier: dict[str, Any]) -> n
         build_model(autoencoder["arch"], **autoencoder.get("kwargs", {})),
         build_model(classifier["arch"], **classifier.get("kwargs", {})),
     )
+
+
+def _guarding(defense: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """A defense's constructor taking its classifier as ``{"arch", "kwargs"}``, like the
+    autoencoder and classifier of an ``ae-classifier``."""
+
+    def build(classifier: dict[str, Any], **kwargs: Any) -> nn.Module:
+        return defense(build_model(classifier["arch"], **classifier.get("kwargs", {})),
+                       **kwargs)
+
+    return build
 
 
 # name -> (kind, constructor). Kind says what a model computes: classifiers return
@@ -34,8 +49,17 @@ MODELS: dict[str, tuple[str, Callable[..., nn.Module]]] = {
     "latent-classifier": ("classifier", LatentClassifier),
     "ae-classifier": ("classifier", _ae_classifier),
     "conv-ae": ("autoencoder", ConvAE),
+    # The defenses of ``training.defenses``: images to logits like any classifier (so
+    # attacks, evaluate and the audit take them as they are), trained by their own recipes.
+    "magnet": ("classifier", _guarding(MagNet)),
+    "puvae": ("classifier", _guarding(PuVAE)),
+    "hgd": ("classifier", _guarding(HGD)),
+    "cascade-dae": ("classifier", CascadeDAE),
 }
-CLASSIFIERS = tuple(k for k, (kind, _) in MODELS.items() if kind == "classifier")
+DEFENSES = ("magnet", "puvae", "hgd", "cascade-dae")
+# classifiers trained by the standard loop (the defenses have recipes of their own)
+CLASSIFIERS = tuple(k for k, (kind, _) in MODELS.items()
+                    if kind == "classifier" and k not in DEFENSES)
 AUTOENCODERS = tuple(k for k, (kind, _) in MODELS.items() if kind == "autoencoder")
 
 

@@ -84,8 +84,14 @@ class RunStore:
         device: str | torch.device = "auto",
         progress: bool = True,
         on_epoch_end: Callable[[int], None] | None = None,
+        fit_fn: Callable[..., tuple[nn.Module, list[dict[str, Any]]]] = fit,
     ) -> Run:
-        """Return the finished run for ``spec``, training (or resuming) it if needed."""
+        """Return the finished run for ``spec``, training (or resuming) it if needed.
+
+        ``fit_fn`` is the training loop, called as ``fit`` is (a defense's recipe,
+        ``training.defenses``, brings its own); ``spec`` is then any spec with the
+        fields the store reads (``run_name``, ``kind``, ``arch``, ``arch_kwargs``,
+        ``data_checksum``, ``to_dict``)."""
         if spec.data_checksum != dataset.checksum:
             raise UserError(
                 f"spec was made for data {spec.data_checksum}, but {dataset.name} "
@@ -100,7 +106,7 @@ class RunStore:
             resume = path / RESUME_FILE
             state = self._read_state(resume) if resume.is_file() else None
             with stored_work_threads():  # the weights must not depend on the machine
-                model, history = fit(
+                model, history = fit_fn(
                     spec, dataset, resolve_device(device), state=state,
                     save_state=lambda s: atomic.torch_save(s, resume),
                     progress=progress, on_epoch_end=on_epoch_end,

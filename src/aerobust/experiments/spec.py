@@ -99,7 +99,8 @@ class Cell:
         attack = self.params.get("attack")
         if attack is not None:
             used.append(f"attack:{attack['name']}")
-        used.append({"audit": "audit", "transfer": "transfer"}.get(self.task, "metrics"))
+        used.append({"audit": "audit", "transfer": "transfer",
+                     "gradient-measure": "gradient-measure"}.get(self.task, "metrics"))
         return [*used, "compute"]
 
     def code(self) -> dict[str, str]:
@@ -114,6 +115,7 @@ class Cell:
 
 TRAINER = "aerobust.training.trainer"
 COMPUTE = "aerobust.experiments.compute"
+MEASURES = "aerobust.experiments.measures"
 
 
 def _entries(component: str) -> list[str]:
@@ -125,7 +127,7 @@ def _entries(component: str) -> list[str]:
     if kind == "attack":
         return [ATTACKS[name].__module__]
     modules = {"transfer": "aerobust.attacks.transfer", "audit": "aerobust.audit.core",
-               "metrics": "aerobust.metrics"}
+               "metrics": "aerobust.metrics", "gradient-measure": "aerobust.gradient_measures"}
     if component not in modules:
         raise ValueError(f"unknown code component {component!r}")
     return [modules[component]]
@@ -137,7 +139,10 @@ def component_digest(component: str, root: Path = ROOT) -> str:
     not what it imports (each task's code is a component of its own)."""
     if component == "compute":
         return source_digest([COMPUTE], root)
-    return source_digest(closure(_entries(component), root), root)
+    modules = closure(_entries(component), root)
+    if component == "gradient-measure":  # its row is made beside compute, in MEASURES
+        modules = [*modules, MEASURES]
+    return source_digest(modules, root)
 
 
 @functools.cache

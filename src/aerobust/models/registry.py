@@ -13,6 +13,7 @@ from aerobust.models.autoencoder import ConvAE
 from aerobust.models.composite import AEClassifier, LatentClassifier
 from aerobust.models.lenet import LeNet5, LeNetSubstitute
 from aerobust.models.resnet import CifarResNet
+from aerobust.models.variants import ClippedLinearAE, LeNet5Original, NormalizedLeNet5
 from aerobust.models.vgg import VGG16
 
 
@@ -34,6 +35,10 @@ MODELS: dict[str, tuple[str, Callable[..., nn.Module]]] = {
     "latent-classifier": ("classifier", LatentClassifier),
     "ae-classifier": ("classifier", _ae_classifier),
     "conv-ae": ("autoencoder", ConvAE),
+    # The sensitivity experiment's variants of the paper's unstated choices.
+    "lenet5-1998": ("classifier", LeNet5Original),
+    "lenet5-norm": ("classifier", NormalizedLeNet5),
+    "conv-ae-linear": ("autoencoder", ClippedLinearAE),
 }
 CLASSIFIERS = tuple(k for k, (kind, _) in MODELS.items() if kind == "classifier")
 AUTOENCODERS = tuple(k for k, (kind, _) in MODELS.items() if kind == "autoencoder")

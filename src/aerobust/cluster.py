@@ -35,7 +35,8 @@ import torch
 
 from aerobust.allocator import retain_freed_memory
 from aerobust.errors import UserError
-from aerobust.experiments.compute import Context, Row, compute, spec_json
+from aerobust.experiments.compute import Context, Row, spec_json
+from aerobust.experiments.measures import compute_cell
 from aerobust.experiments.spec import Cell, Model, Net
 from aerobust.experiments.workspace import Planned, Workspace
 from aerobust.training import Run, RunStore, TrainSpec
@@ -172,7 +173,7 @@ def _cells_task(cells: list[Cell], runs: list[tuple[Net, TrainSpec, dict[str, An
         out = []
         for cell in cells:
             start = time.perf_counter()
-            values = compute(cell, ctx)
+            values = compute_cell(cell, ctx)
             out.append((values, time.perf_counter() - start))
         return out
 

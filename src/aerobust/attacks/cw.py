@@ -8,9 +8,11 @@ import torch
 from torch import Tensor
 
 from aerobust.attacks.base import Attack, CountedModel, batch_view, check_bool, check_number
+from aerobust.errors import UserError
 
 # A constant with no upper bound yet keeps this; below it the search bisects.
 _NO_UPPER = 1e10
+ON_FAILURE = ("clean", "last")
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,10 @@ class CW(Attack):
     last ``steps // 10`` iterations. ``c`` then moves as in the reference: halfway to the
     lower bound after a success, halfway to the upper bound (or x10 while there is none)
     after a failure. The smallest-L2 adversarial seen at any iteration is kept; a sample
-    never fooled keeps its original input.
+    never fooled keeps its original input (``on_failure="clean"``, the reference's
+    choice) or gets the search's last iterate (``on_failure="last"``, the last image
+    Adam reached in the last binary-search step; still counted unfooled, as no iterate
+    fooled the model, but its distance is that of the image returned).
 
     Cost: one forward+backward per iteration, at most ``binary_steps * steps`` of each.
 
@@ -54,6 +59,7 @@ class CW(Attack):
     steps: int = 1000
     lr: float = 0.01
     abort_early: bool = True
+    on_failure: str = "clean"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -63,6 +69,9 @@ class CW(Attack):
         check_number(self.name, "steps", self.steps, 1, integer=True)
         check_number(self.name, "lr", self.lr, 0.0, low_open=True)
         check_bool(self.name, "abort_early", self.abort_early)
+        if self.on_failure not in ON_FAILURE:
+            raise UserError(f"{self.name}: on_failure must be one of {', '.join(ON_FAILURE)}, "
+                            f"got {self.on_failure!r}")
 
     def _attack(
         self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None
@@ -74,12 +83,17 @@ class CW(Attack):
         upper = torch.full_like(c, _NO_UPPER)
         best_sq = torch.full_like(c, torch.inf)
         best_adv = x.clone()
+        last = x
         for _ in range(self.binary_steps):
-            fooled, best_sq, best_adv = self._minimise(model, x, y, w_clean, c, best_sq, best_adv)
+            fooled, best_sq, best_adv, last = self._minimise(model, x, y, w_clean, c, best_sq,
+                                                             best_adv)
             upper = torch.where(fooled, torch.minimum(upper, c), upper)
             lower = torch.where(fooled, lower, torch.maximum(lower, c))
             c = torch.where(upper < _NO_UPPER, (lower + upper) / 2, c * 10)
-        return best_adv, best_sq < torch.inf
+        found = best_sq < torch.inf
+        if self.on_failure == "last":
+            best_adv = torch.where(batch_view(found, x), best_adv, last)
+        return best_adv, found
 
     def _minimise(
         self,
@@ -90,9 +104,10 @@ class CW(Attack):
         c: Tensor,
         best_sq: Tensor,
         best_adv: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """One binary-search step at constants ``c``: returns which samples were fooled
-        during it and the updated best (squared L2, adversarial) per sample."""
+        during it, the updated best (squared L2, adversarial) per sample and the last
+        iterate it scored."""
         w = w_clean.clone()
         adam = _Adam(w, self.lr)
         label = y.unsqueeze(1)
@@ -124,13 +139,14 @@ class CW(Attack):
                 # In place: ``best_adv`` is ours (a clone of x), and this runs every step.
                 torch.where(batch_view(better, x), x_adv, best_adv, out=best_adv)
                 fooled |= hit
+                last = x_adv.detach()
             if self.abort_early and step % check_every == 0:
                 total = loss.item()
                 if step > 0 and total > previous - 1e-4 * abs(previous):
                     break
                 previous = total
             adam.step(grad)
-        return fooled, best_sq, best_adv
+        return fooled, best_sq, best_adv, last
 
 
 class _Adam:

@@ -10,6 +10,9 @@ from torch import Tensor
 from aerobust.attacks.base import Attack, CountedModel, batch_view, check_number
 from aerobust.errors import UserError
 
+CLIPS = ("step", "end", "none")
+JUDGES = ("returned", "iterate")
+
 
 @dataclass(frozen=True)
 class DeepFool(Attack):
@@ -30,6 +33,15 @@ class DeepFool(Attack):
     on it. A sample whose prediction changed is frozen and drops out of the batch: after
     the forward pass that shows it finished, it costs nothing. Success means the final
     prediction differs from the label.
+
+    ``clip`` says where the box [0,1] applies: ``"step"`` (default) at every iterate, as
+    above; ``"end"``: the iterates move freely (``r_tot`` accumulates every step whole)
+    and only the returned ``x_adv`` is clipped; ``"none"``: never, as in the authors'
+    reference code, which knows no box (``x_adv`` can leave [0,1]). ``judge`` says, when
+    clipping only at the end, which image decides success: ``"returned"`` (default) the
+    clipped ``x_adv`` (one forward more), ``"iterate"`` the last unclipped iterate the
+    loop stopped on, as a fooling rate counted inside the loop reports it. With
+    ``"step"`` or ``"none"`` the two are the same image.
 
     Cost per iteration: one forward and ``num_classes - 1`` backward passes (one per
     candidate, each for all active samples at once, differentiating ``Z_k - Z_ref``
@@ -65,6 +77,8 @@ class DeepFool(Attack):
     overshoot: float = 0.02
     num_classes: int | None = None
     margin: float = 1e-4
+    clip: str = "step"
+    judge: str = "returned"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,18 +87,25 @@ class DeepFool(Attack):
         if self.num_classes is not None:
             check_number(self.name, "num_classes", self.num_classes, 2, integer=True)
         check_number(self.name, "margin", self.margin, 0.0)
+        for name, allowed in (("clip", CLIPS), ("judge", JUDGES)):
+            if getattr(self, name) not in allowed:
+                raise UserError(f"{self.name}: {name} must be one of {', '.join(allowed)}, "
+                                f"got {getattr(self, name)!r}")
 
     def _attack(
         self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor | None]:
         scale = 1 + self.overshoot
+        box = self.clip == "step"
         r_tot = torch.zeros_like(x)
         prediction = torch.empty_like(y)
         active = torch.arange(len(y), device=x.device)
         ranking = torch.empty(0)  # set from the clean logits at step 0
         for step in range(self.steps + 1):
             last = step == self.steps
-            current = torch.clamp(x[active] + scale * r_tot[active], 0.0, 1.0)
+            current = x[active] + scale * r_tot[active]
+            if box:
+                current = torch.clamp(current, 0.0, 1.0)
             current.requires_grad_(not last)
             with torch.set_grad_enabled(not last):
                 logits = model(current)
@@ -98,11 +119,19 @@ class DeepFool(Attack):
                 break
             r = self._step(model, current, logits, ranking[active])[still]
             active = active[still]
+            if not box:
+                r_tot[active] += r
+                continue
             base = x[active]
             moved = torch.clamp(base + scale * (r_tot[active] + r), 0.0, 1.0)
             r_tot[active] = (moved - base) / scale
-        x_adv = torch.clamp(x + scale * r_tot, 0.0, 1.0)
-        return x_adv, prediction != y
+        x_adv = x + scale * r_tot
+        if self.clip == "none":
+            return x_adv, prediction != y
+        x_adv = torch.clamp(x_adv, 0.0, 1.0)
+        # Clipped only now: the last iterate's prediction says nothing of x_adv's.
+        judged_here = box or self.judge == "iterate"
+        return x_adv, (prediction != y) if judged_here else None
 
     def _candidates(self, clean_logits: Tensor) -> Tensor:
         """Classes ranked by clean logit, the prediction first (stable: same as argmax)."""

@@ -7,13 +7,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from aerobust.attacks.base import Attack, CountedModel, check_number
+from aerobust.attacks.base import Attack, CountedModel, check_bool, check_number
 from aerobust.attacks.losses import ce
 
 
 @dataclass(frozen=True)
 class FGSM(Attack):
     """``x_adv = clip(x + eps * sign(grad_x CE(model(x), y)), 0, 1)``.
+
+    ``clip=False`` leaves out the clip to [0,1], as some implementations of the paper's
+    era did: ``x_adv`` can then leave the image range (an invalid image that may fool
+    the model more easily); the sensitivity experiment measures what that changes.
 
     Costs one forward+backward for the step and one forward to learn which samples the
     step fooled (the one the runner runs on every ``x_adv``: ``_attack`` leaves the
@@ -35,10 +39,12 @@ class FGSM(Attack):
 
     name = "fgsm"
     eps: float
+    clip: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_number(self.name, "eps", self.eps, 0.0, 1.0)
+        check_bool(self.name, "clip", self.clip)
 
     def _attack(
         self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None
@@ -46,4 +52,5 @@ class FGSM(Attack):
         # ``x`` is the caller's detached alias and is never written to: no clone needed.
         g = model.step(x, y, ce).grad
         # ``eps * sign`` is exact in float, so the fused add equals ``x + eps * sign(g)``.
-        return torch.add(x, g.sign_(), alpha=self.eps).clamp_(0.0, 1.0), None
+        stepped = torch.add(x, g.sign_(), alpha=self.eps)
+        return (stepped.clamp_(0.0, 1.0) if self.clip else stepped), None

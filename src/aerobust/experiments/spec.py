@@ -27,6 +27,7 @@ import aerobust
 from aerobust.attacks import ATTACKS
 from aerobust.code_version import ROOT, closure, source_digest
 from aerobust.models import MODELS
+from aerobust.models.registry import DEFENSES
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class Cell:
         attack = self.params.get("attack")
         if attack is not None:
             used.append(f"attack:{attack['name']}")
-        used.append({"audit": "audit", "transfer": "transfer"}.get(self.task, "metrics"))
+        used.append({"audit": "audit", "transfer": "transfer",
+                     "gradient-measure": "gradient-measure"}.get(self.task, "metrics"))
         return [*used, "compute"]
 
     def code(self) -> dict[str, str]:
@@ -115,7 +117,9 @@ class Cell:
 # Training a network: the loop, and the defaults that fill its TrainSpec (optimizer,
 # learning rate, batch size: not in the cell's spec, but they make the model).
 TRAINING = ("aerobust.training.trainer", "aerobust.training.defaults")
+DEFENSE_TRAINING = "aerobust.training.defenses"  # the defenses' own recipes
 COMPUTE = "aerobust.experiments.compute"
+MEASURES = "aerobust.experiments.measures"
 
 
 def _entries(component: str) -> list[str]:
@@ -123,11 +127,14 @@ def _entries(component: str) -> list[str]:
     kind, _, name = component.partition(":")
     if kind == "train":
         constructor = MODELS[name][1]
-        return [getattr(constructor, "func", constructor).__module__, *TRAINING]
+        built = getattr(constructor, "func", None) or getattr(constructor, "__wrapped__",
+                                                               constructor)
+        recipe = [DEFENSE_TRAINING] if name in DEFENSES else []
+        return [built.__module__, *TRAINING, *recipe]
     if kind == "attack":
         return [ATTACKS[name].__module__]
     modules = {"transfer": "aerobust.attacks.transfer", "audit": "aerobust.audit.core",
-               "metrics": "aerobust.metrics"}
+               "metrics": "aerobust.metrics", "gradient-measure": "aerobust.gradient_measures"}
     if component not in modules:
         raise ValueError(f"unknown code component {component!r}")
     return [modules[component]]
@@ -139,7 +146,10 @@ def component_digest(component: str, root: Path = ROOT) -> str:
     not what it imports (each task's code is a component of its own)."""
     if component == "compute":
         return source_digest([COMPUTE], root)
-    return source_digest(closure(_entries(component), root), root)
+    modules = closure(_entries(component), root)
+    if component == "gradient-measure":  # its row is made beside compute, in MEASURES
+        modules = [*modules, MEASURES]
+    return source_digest(modules, root)
 
 
 @functools.cache

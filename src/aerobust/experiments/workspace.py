@@ -14,8 +14,9 @@ from typing import Any
 from aerobust import atomic
 from aerobust.data import Dataset, load_dataset
 from aerobust.experiments import audit, figure2, figure4, table1, table2, table3, table4
-from aerobust.experiments.compute import Context, Row, compute
+from aerobust.experiments.compute import Context, Row
 from aerobust.experiments.config import ExperimentConfig, resolve
+from aerobust.experiments.measures import compute_cell
 from aerobust.experiments.recipes import Setup
 from aerobust.experiments.spec import Cell
 from aerobust.names import EXPERIMENT_NAMES
@@ -89,7 +90,7 @@ class Workspace:
             row = json.loads(planned.path.read_text())
         else:
             start = time.perf_counter()
-            values = compute(planned.cell, self.context)
+            values = compute_cell(planned.cell, self.context)
             row = self.record(planned, values, time.perf_counter() - start)
         if self.on_cell is not None:
             self.on_cell(row)

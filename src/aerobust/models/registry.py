@@ -17,6 +17,7 @@ from aerobust.models.lenet import LeNet5, LeNetSubstitute
 from aerobust.models.magnet import MagNet
 from aerobust.models.puvae import PuVAE
 from aerobust.models.resnet import CifarResNet
+from aerobust.models.variants import ClippedLinearAE, LeNet5Original, NormalizedLeNet5
 from aerobust.models.vgg import VGG16
 
 
@@ -35,6 +36,7 @@ def _guarding(defense: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         return defense(build_model(classifier["arch"], **classifier.get("kwargs", {})),
                        **kwargs)
 
+    build.__wrapped__ = defense  # type: ignore[attr-defined]  # the code a key names
     return build
 
 
@@ -55,6 +57,10 @@ MODELS: dict[str, tuple[str, Callable[..., nn.Module]]] = {
     "puvae": ("classifier", _guarding(PuVAE)),
     "hgd": ("classifier", _guarding(HGD)),
     "cascade-dae": ("classifier", CascadeDAE),
+    # The sensitivity experiment's variants of the paper's unstated choices.
+    "lenet5-1998": ("classifier", LeNet5Original),
+    "lenet5-norm": ("classifier", NormalizedLeNet5),
+    "conv-ae-linear": ("autoencoder", ClippedLinearAE),
 }
 DEFENSES = ("magnet", "puvae", "hgd", "cascade-dae")
 # classifiers trained by the standard loop (the defenses have recipes of their own)

@@ -57,7 +57,7 @@ from aerobust.training import RunStore, adversarial_settings, default_spec
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "audit"
 DEFAULT_DATA_DIR = HERE.parent.parent / "shared" / "data" / "mnist"
-# The path the repository's other real-data runs use (README, docs/results/mnist-8k2k):
+# The path the repository's other real-data runs use (docs/results.md, docs/results/mnist-8k2k):
 # a run is keyed by the data's checksum and named after the file, so the same file name
 # lets this benchmark and `aerobust reproduce` share trained models.
 DEFAULT_SPLIT = Path("/tmp/real/mnist-8k2k.npz")

@@ -261,7 +261,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
     eps = _eps(args.eps)
     backend = _backend(args)
     if args.backend == "ray":
-        from aerobust.cluster import require_ray
+        from aerobust.backends.ray import require_ray
 
         require_ray()
     # on Ray the model is built here and audited where the cluster places the task
@@ -291,10 +291,10 @@ def cmd_audit(args: argparse.Namespace) -> None:
         model = AEClassifier(front, model)
     options = {"budget": args.budget, "seed": args.seed, "batch_size": args.batch_size}
     if args.backend == "ray":
-        from aerobust import cluster
+        from aerobust.backends import ray
 
-        result = cluster.audit(model, x, y, eps, address=backend["address"],
-                               device=args.device, cpus=backend["task_cpus"], **options)
+        result = ray.audit(model, x, y, eps, address=backend["address"],
+                           device=args.device, cpus=backend["task_cpus"], **options)
     else:
         result = audit(model, x, y, eps, progress=not args.quiet, **options)
     row = {"dataset": dataset.name, "data_checksum": dataset.checksum,

@@ -291,10 +291,10 @@ def cmd_audit(args: argparse.Namespace) -> None:
         model = AEClassifier(front, model)
     options = {"budget": args.budget, "seed": args.seed, "batch_size": args.batch_size}
     if args.backend == "ray":
-        from aerobust.backends import ray
+        from aerobust.backends.ray import audit as audit_on_ray
 
-        result = ray.audit(model, x, y, eps, address=backend["address"],
-                           device=args.device, cpus=backend["task_cpus"], **options)
+        result = audit_on_ray(model, x, y, eps, address=backend["address"],
+                              device=args.device, cpus=backend["task_cpus"], **options)
     else:
         result = audit(model, x, y, eps, progress=not args.quiet, **options)
     about = {"dataset": dataset.name, "data_checksum": dataset.checksum,

@@ -25,12 +25,8 @@ torchattacks is a benchmark-only dependency: ``pip install --no-deps torchattack
 from __future__ import annotations
 
 import argparse
-import copy
-import datetime
 import os
-import platform
 import resource
-import shlex
 import statistics
 import sys
 import time
@@ -40,22 +36,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import harness
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aerobust import atomic
 from aerobust.allocator import retain_freed_memory
 from aerobust.attacks import CPU_BLOCK_SIZE, CW, FGSM, PGD, DeepFool, Execution, evaluate
 from aerobust.attacks.base import Attack
 from aerobust.attacks.runner import block_bounds, channels_last_convs
-from aerobust.data import Dataset, load_dataset
+from aerobust.data import load_dataset
 from aerobust.errors import UserError
-from aerobust.models import AEClassifier
-from aerobust.provenance import library_versions
-from aerobust.training import RunStore, default_spec
+from aerobust.training import RunStore
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = harness.RESULTS_ROOT
 EPSILONS = (20, 80)  # the paper's MNIST epsilons, in 0-255 units (FGSM and PGD)
 PGD_STEPS = 40
 CW_C, CW_STEPS, CW_LR = 1.0, 100, 0.01  # torchattacks' default c and lr; no binary search
@@ -156,8 +149,8 @@ class Row:
             out.append(f"speed {self.ratio:.3f}x < {need:g}x")
         slack = ACC_SLACK if self.kind in ("fgsm", "pgd") else 0.0
         if self.ours_robust > self.theirs_robust + slack + 1e-9:
-            out.append(f"robust accuracy {_pct(self.ours_robust)} > theirs "
-                       f"{_pct(self.theirs_robust)}" + (" + 0.5" if slack else ""))
+            out.append(f"robust accuracy {harness.pct(self.ours_robust)} > theirs "
+                       f"{harness.pct(self.theirs_robust)}" + (" + 0.5" if slack else ""))
         floor = self.floor_ratio
         if self.kind == "pgd" and (floor is None or floor > PGD_FLOOR_MAX):
             out.append(f"{floor:.2f}x the floor > {PGD_FLOOR_MAX:g}x" if floor is not None
@@ -198,42 +191,6 @@ class PassCounter:
         self._handle.remove()
 
 
-def frozen_copy(model: nn.Module) -> nn.Module:
-    """An independent eval-mode copy with frozen parameters.
-
-    torchattacks gets its own copy (its ``Attack`` sets and restores modes itself), and
-    frozen parameters spare its ``backward()`` calls (CW, DeepFool) the parameter
-    gradients: the fastest set-up for them, so the comparison does not flatter ours.
-    """
-    twin = copy.deepcopy(model).eval()
-    for param in twin.parameters():
-        param.requires_grad_(False)
-    return twin
-
-
-def load_models(dataset: Dataset, store: Path, progress: bool) -> dict[str, tuple[nn.Module, str]]:
-    """C (LeNet5) and AE-C (conv-ae in front of the same LeNet5), trained or reused."""
-    runs = RunStore(store)
-    clf_run = runs.train(default_spec("lenet5", dataset), dataset, "cpu", progress=progress)
-    ae_run = runs.train(default_spec("conv-ae", dataset), dataset, "cpu", progress=progress)
-    clf = clf_run.load("cpu").eval()
-    aec = AEClassifier(ae_run.load("cpu"), clf_run.load("cpu")).eval()
-    return {"C (LeNet5)": (clf, str(clf_run.path)),
-            "AE-C (conv-ae + LeNet5)": (aec, f"{ae_run.path} + {clf_run.path}")}
-
-
-def interleaved(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Wall seconds of each call, run in turns (order reversed every other round)."""
-    names = list(calls)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(repeats):
-        for name in names if round_ % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
-            calls[name]()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 def robust_of(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor) -> tuple[float, float | None]:
     """Robust accuracy as ``aerobust.attacks.evaluate`` defines it (correct clean AND at
     x_adv), and the median L2 over the samples turned from correct to wrong."""
@@ -243,16 +200,6 @@ def robust_of(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor) -> tuple[fl
     flipped = clean & ~adv
     l2 = (x_adv - x).flatten(1).norm(dim=1)[flipped].double()
     return (clean & adv).double().mean().item(), (l2.median().item() if len(l2) else None)
-
-
-def floor_pass(model: nn.Module, x: Tensor, y: Tensor, steps: int, block: int) -> None:
-    """PGD's floor: ``steps`` forward+backward passes for the input gradient, nothing
-    else, over the batch in the blocks our attack splits it into."""
-    for begin, end in block_bounds(len(x), block):
-        xb, yb = x[begin:end], y[begin:end]
-        for _ in range(steps):
-            xr = xb.detach().requires_grad_(True)
-            torch.autograd.grad(F.cross_entropy(model(xr), yb, reduction="sum"), xr)
 
 
 def deepfool_gradients(model: nn.Module, x: Tensor, rounds: int) -> dict[str, Any]:
@@ -265,7 +212,7 @@ def deepfool_gradients(model: nn.Module, x: Tensor, rounds: int) -> dict[str, An
     """
     from torch.func import vjp, vmap
 
-    model = frozen_copy(model)
+    model = harness.frozen_copy(model)
     with torch.no_grad():
         predicted = model(x).argmax(dim=1)
     k = int(model(x[:1]).shape[1])
@@ -295,7 +242,7 @@ def deepfool_gradients(model: nn.Module, x: Tensor, rounds: int) -> dict[str, An
     }
     expected = loop()
     diffs = {name: (path() - expected).abs().max().item() for name, path in paths.items()}
-    times = interleaved(paths, rounds)
+    times = harness.interleaved(paths, rounds)
     return {name: {"seconds": times[name], "max_abs_diff": diffs[name]} for name in paths}
 
 
@@ -311,11 +258,11 @@ def block_sweep(model: nn.Module, x: Tensor, y: Tensor, rounds: int) -> dict[str
     """Our cost at several block sizes (``Execution.block_size``), timed interleaved: the
     measurement behind ``CPU_BLOCK_SIZE``. One forward+backward pass stands for a PGD or
     CW step; FGSM and DeepFool run whole."""
-    model = frozen_copy(model)
+    model = harness.frozen_copy(model)
     sizes = [b for b in SWEEP_BLOCKS if b < len(x)] + [len(x)]
     eps = EPSILONS[0] / 255
     makers: dict[str, Callable[[int], Callable[[], object]]] = {
-        "forward+backward pass": lambda b: lambda: floor_pass(model, x, y, 1, b),
+        "forward+backward pass": lambda b: lambda: harness.floor_pass(model, x, y, 1, b),
         f"FGSM eps={EPSILONS[0]}/255": lambda b: partial(
             FGSM(eps=eps), model, x, y, execution=Execution(block_size=b)),
         f"DeepFool steps={DF_STEPS}": lambda b: partial(
@@ -325,7 +272,7 @@ def block_sweep(model: nn.Module, x: Tensor, y: Tensor, rounds: int) -> dict[str
     out: dict[str, Any] = {}
     for what, make in makers.items():
         calls = {str(b): make(b) for b in sizes}
-        times = interleaved(calls, rounds)
+        times = harness.interleaved(calls, rounds)
         out[what] = {size: {"seconds": statistics.median(t), "minor_faults": minor_faults(
             calls[size])} for size, t in times.items()}
     return out
@@ -364,7 +311,7 @@ def layout_compare(model: nn.Module, x: Tensor, y: Tensor, rounds: int,
     NHWC (the CPU default), timed interleaved: the measurement behind that default. The
     plain pass runs NHWC weights through ``channels_last_convs`` exactly as the attacks
     do."""
-    model = frozen_copy(model)
+    model = harness.frozen_copy(model)
     attacks: dict[str, Attack] = {}
     if "fgsm" in kinds:
         attacks[f"FGSM eps={EPSILONS[0]}/255"] = FGSM(eps=EPSILONS[0] / 255)
@@ -374,10 +321,10 @@ def layout_compare(model: nn.Module, x: Tensor, y: Tensor, rounds: int,
 
     def nhwc_pass() -> None:
         with channels_last_convs(model):
-            floor_pass(model, x, y, 1, block)
+            harness.floor_pass(model, x, y, 1, block)
 
     pairs: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
-        "forward+backward pass": (lambda: floor_pass(model, x, y, 1, block), nhwc_pass),
+        "forward+backward pass": (lambda: harness.floor_pass(model, x, y, 1, block), nhwc_pass),
     }
     for what, attack in attacks.items():
         pairs[what] = tuple(partial(attack, model, x, y,
@@ -385,7 +332,7 @@ def layout_compare(model: nn.Module, x: Tensor, y: Tensor, rounds: int,
                             for flag in (False, True))
     out: dict[str, Any] = {}
     for what, (nchw, nhwc) in pairs.items():
-        times = interleaved({"nchw": nchw, "nhwc": nhwc}, rounds)
+        times = harness.interleaved({"nchw": nchw, "nhwc": nhwc}, rounds)
         out[what] = {k: statistics.median(v) for k, v in times.items()}
     return out
 
@@ -411,9 +358,9 @@ def bench_attack(
     budget: float,
 ) -> Row:
     """Warm up both (the warm-up call also gives the accuracy), then time them interleaved."""
-    their_model = frozen_copy(model)
+    their_model = harness.frozen_copy(model)
     theirs = theirs_cls(their_model, **theirs_kwargs)
-    floor_model = frozen_copy(model) if kind == "pgd" else None
+    floor_model = harness.frozen_copy(model) if kind == "pgd" else None
 
     start = time.perf_counter()
     ev = evaluate(model, x, y, ours, batch_size=len(x))  # our own accuracy definition
@@ -456,13 +403,13 @@ def bench_attack(
         calls["theirs_blocked"] = theirs_in_blocks
         one_round += theirs_warm
     if floor_model is not None:
-        floor_pass(floor_model, x, y, PGD_STEPS, block)
+        harness.floor_pass(floor_model, x, y, PGD_STEPS, block)
         start = time.perf_counter()
-        floor_pass(floor_model, x, y, PGD_STEPS, block)
+        harness.floor_pass(floor_model, x, y, PGD_STEPS, block)
         one_round += time.perf_counter() - start
-        calls["floor"] = lambda: floor_pass(floor_model, x, y, PGD_STEPS, block)
+        calls["floor"] = lambda: harness.floor_pass(floor_model, x, y, PGD_STEPS, block)
     rounds = max(3, min(repeats, int(budget / max(one_round, 1e-9))))
-    times = interleaved(calls, rounds)
+    times = harness.interleaved(calls, rounds)
     return Row(
         attack=name, kind=kind, params=ours.params(), execution=ev.execution, n=len(x),
         ours_seconds=times["ours"], theirs_seconds=times["theirs"],
@@ -525,10 +472,6 @@ def clean_accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
         return (model(x).argmax(dim=1) == y).double().mean().item()
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
-
-
 def markdown_table(rows: list[Row]) -> list[str]:
     """The per-model table of the issue, then PGD against its floor."""
     lines = [
@@ -547,7 +490,7 @@ def markdown_table(rows: list[Row]) -> list[str]:
         lines.append(
             f"| {row.attack} | {row.ours_ips:,.1f} | {row.theirs_ips:,.1f} | {row.ratio:.2f}x "
             f"| {row.theirs_attack_ips:,.1f} | {row.ratio_attack_only:.2f}x | {blocked_cells} "
-            f"| {_pct(row.ours_robust)} | {_pct(row.theirs_robust)} | {text} "
+            f"| {harness.pct(row.ours_robust)} | {harness.pct(row.theirs_robust)} | {text} "
             f"| {'yes' if met else '**NO**'} |"
         )
     lines.append("")
@@ -580,33 +523,6 @@ def markdown_table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def machine_info(threads: int, malloc: dict[str, int] | None) -> dict[str, Any]:
-    import torchattacks
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": threads, "malloc": malloc,
-        **library_versions(), "torchattacks": torchattacks.__version__,
-        "platform": platform.platform(), "load_average_at_start": list(os.getloadavg()),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def _malloc_text(malloc: dict[str, int] | None) -> str:
-    if not malloc:
-        return "the system's defaults (--malloc system)"
-    return (f"`retain_freed_memory()` for both libraries (glibc mmap threshold "
-            f"{malloc['mmap_threshold'] // 2**20} MiB, trim threshold "
-            f"{malloc['trim_threshold'] // 2**20} MiB, as the `aerobust` command sets)")
-
-
 def render(report: dict[str, Any], sections: list[tuple[str, dict[str, Any], list[str]]]) -> str:
     info = report["machine"]
     lines = [
@@ -614,13 +530,7 @@ def render(report: dict[str, Any], sections: list[tuple[str, dict[str, Any], lis
         "",
         f"Command: `{report['command']}`",
         "",
-        f"Machine: {info['cpu']}, {info['cpu_count']} CPUs, torch {info['torch']} "
-        f"({info['torch_threads']} threads), torchattacks {info['torchattacks']}, "
-        f"Python {info['python']}; malloc: {_malloc_text(info.get('malloc'))}; "
-        f"load average (1, 5, 15 min) at start "
-        f"{', '.join(f'{v:.2f}' for v in info['load_average_at_start'])}, at end "
-        f"{', '.join(f'{v:.2f}' for v in info.get('load_average_at_end', []))}; "
-        f"{info['date']}.",
+        harness.machine_line(info, {"torchattacks": "torchattacks"}, "both libraries"),
         "",
         "Both libraries attack the same model weights (torchattacks gets its own eval-mode "
         "copy with frozen parameters) and the same first n test images, one batch per call. "
@@ -656,25 +566,10 @@ def render(report: dict[str, Any], sections: list[tuple[str, dict[str, Any], lis
         lines += [f"## {title}", ""]
         lines.append(
             f"n = {meta['n']} test images; {meta['rounds_note']}. Clean accuracy on them: "
-            + "; ".join(f"{m} {_pct(a)}" for m, a in meta["clean_accuracy"].items()) + "."
+            + "; ".join(f"{m} {harness.pct(a)}" for m, a in meta["clean_accuracy"].items()) + "."
         )
         lines += ["", *table, ""]
     return "\n".join(lines).rstrip() + "\n"
-
-
-def _threads(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
-def add_machine_args(parser: argparse.ArgumentParser) -> None:
-    """``--threads`` and ``--store``, as every benchmark here takes them."""
-    parser.add_argument("--threads", type=_threads, default=None,
-                        help=f"torch threads (default: torch's, here {torch.get_num_threads()})")
-    parser.add_argument("--store", type=Path, default=None,
-                        help="run store (default ~/.cache/aerobust/runs or $AEROBUST_STORE)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -687,7 +582,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="timed rounds per attack (40; fewer, but >= 3, for slow ones)")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds of timed rounds per attack before rounds are cut (40)")
-    add_machine_args(parser)
+    harness.add_machine_args(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help=f"results folder (default {RESULTS}; --quick writes nothing "
                              "unless --out is given)")
@@ -715,9 +610,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        import torchattacks  # noqa: F401  (imports without torchvision: checked for 3.5.1)
-    except ImportError:
+    if harness.missing(("torchattacks",)):  # imports without torchvision: checked for 3.5.1
         print("benchmarks/attacks.py needs torchattacks: pip install --no-deps torchattacks",
               file=sys.stderr)
         return 2
@@ -727,15 +620,10 @@ def main(argv: list[str] | None = None) -> int:
     threads = torch.get_num_threads()
     partial = args.quick or args.kinds != KINDS
     write_dir = args.out if args.out is not None else (None if partial else RESULTS)
-
-    def log(message: str) -> None:
-        if not args.quiet:
-            print(message, file=sys.stderr, flush=True)
-
+    log = harness.logger(args.quiet)
     report: dict[str, Any] = {
-        "command": shlex.join(["python", "benchmarks/attacks.py", *sys.argv[1:]])
-        if argv is None else shlex.join(["python", "benchmarks/attacks.py", *argv]),
-        "machine": machine_info(threads, malloc),
+        "command": harness.command("attacks.py", argv),
+        "machine": harness.machine_info(threads, malloc),
         "settings": {"n": args.n, "repeats": args.repeats, "budget_seconds": args.budget,
                      "epsilons_255": list(EPSILONS), "pgd_steps": PGD_STEPS,
                      "cw": {"c": CW_C, "steps": CW_STEPS, "lr": CW_LR},
@@ -747,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in [d.strip() for d in args.dataset.split(",") if d.strip()]:
             dataset = load_dataset(name)
-            models = load_models(dataset, args.store or RunStore().root, not args.quiet)
+            models = harness.c_and_ae_c(dataset, args.store or RunStore().root, not args.quiet)
             x, y = dataset.x_test[: args.n].contiguous(), dataset.y_test[: args.n].contiguous()
             entry: dict[str, Any] = {"n": len(x), "models": {}}
             clean = {}
@@ -782,13 +670,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report["machine"]["load_average_at_end"] = list(os.getloadavg())
+    harness.finish(report)
     text = render(report, sections)
     print(text)
     if write_dir is not None:
-        atomic.write_text(write_dir / "attacks.md", text)
-        atomic.write_json(write_dir / "attacks.json", report)
-        log(f"wrote {write_dir / 'attacks.md'} and {write_dir / 'attacks.json'}")
+        harness.write_results(write_dir, "attacks", text, report, log)
     return 0
 
 

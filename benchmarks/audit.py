@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -40,28 +39,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import harness
 import torch
-
-# the sibling benchmark (this folder is on sys.path when a script here runs)
-from attacks import add_machine_args, frozen_copy, machine_info
 from torch import Tensor, nn
 
 from aerobust import atomic
 from aerobust.allocator import retain_freed_memory
 from aerobust.attacks import PGD, evaluate
-from aerobust.data import Dataset, load_dataset
 from aerobust.errors import DataError, UserError
-from aerobust.models import AEClassifier
-from aerobust.training import RunStore, adversarial_settings, default_spec
+from aerobust.training import RunStore
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results" / "audit"
-DEFAULT_DATA_DIR = HERE.parent.parent / "shared" / "data" / "mnist"
+RESULTS = harness.RESULTS_ROOT / "audit"
+DEFAULT_DATA_DIR = harness.SHARED_MNIST
 # The path the repository's other real-data runs use (docs/results.md, docs/results/mnist-8k2k):
 # a run is keyed by the data's checksum and named after the file, so the same file name
 # lets this benchmark and `aerobust reproduce` share trained models.
 DEFAULT_SPLIT = Path("/tmp/real/mnist-8k2k.npz")
-N_TRAIN = 8000
 EPSILONS = (0.3, 0.1)
 MODELS = ("C", "AE-C", "advC")
 METHODS = ("audit", "autoattack", "pgd40")
@@ -74,52 +67,7 @@ SAMPLE_INDICES = 20  # disagreeing indices listed per cell in the JSON
 # --------------------------------------------------------------------------- data
 
 
-def load_split(split: Path, data_dir: Path) -> Dataset | None:
-    """The 8k/2k MNIST split: (re)written from the official test files when they are
-    there (same files, same bytes, same checksum), else the existing ``split`` file;
-    None when neither exists."""
-    have_files = any((folder / f"t10k-images-idx3-ubyte{suffix}").is_file()
-                     for folder in (data_dir, data_dir / "mnist") for suffix in (".gz", ""))
-    if have_files:
-        from aerobust.data.mnist import write_test_split_npz
-
-        write_test_split_npz(data_dir, split, n_train=N_TRAIN)
-    elif not split.is_file():
-        return None
-    dataset = load_dataset(f"npz:{split}")
-    if (len(dataset.y_train), len(dataset.y_test)) != (N_TRAIN, 10000 - N_TRAIN):
-        raise DataError(f"{split}: holds {len(dataset.y_train)} train / {len(dataset.y_test)} "
-                        f"test images, not the {N_TRAIN} / {10000 - N_TRAIN} MNIST split")
-    return dataset
-
-
 # ------------------------------------------------------------------------- models
-
-
-def load_models(dataset: Dataset, store: Path, wanted: tuple[str, ...],
-                progress: bool) -> dict[str, tuple[nn.Module, str]]:
-    """C, AE-C and advC, each trained once through the run store with the specs the
-    experiments use (``Workspace.train`` under the ``mnist`` preset: the family's
-    default epochs, seed 0; advC with ``adversarial_settings(dataset)``)."""
-    runs = RunStore(store)
-
-    def train(arch: str, **overrides: Any):
-        return runs.train(default_spec(arch, dataset, seed=0, **overrides), dataset, "cpu",
-                          progress=progress)
-
-    out: dict[str, tuple[nn.Module, str]] = {}
-    if "C" in wanted or "AE-C" in wanted:
-        clf_run = train("lenet5")
-        if "C" in wanted:
-            out["C"] = (clf_run.load("cpu").eval(), str(clf_run.path))
-        if "AE-C" in wanted:
-            ae_run = train("conv-ae")
-            out["AE-C"] = (AEClassifier(ae_run.load("cpu"), clf_run.load("cpu")).eval(),
-                           f"{ae_run.path} + {clf_run.path}")
-    if "advC" in wanted:
-        adv_run = train("lenet5", adversarial=adversarial_settings(dataset))
-        out["advC"] = (adv_run.load("cpu").eval(), str(adv_run.path))
-    return {name: out[name] for name in wanted}
 
 
 def clean_correct(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
@@ -240,7 +188,7 @@ def timed_cell(model: nn.Module, x: Tensor, y: Tensor, eps: float, batch_size: i
     """Each method ``rounds`` times, interleaved; the order rotates by ``first`` (so
     across cells each method goes first, middle and last) and reverses every round.
     Results from the first round (all are deterministic: seed 0), medians of times."""
-    their_model = frozen_copy(model)
+    their_model = harness.frozen_copy(model)
     calls: dict[str, Callable[[], dict[str, Any]]] = {
         "audit": lambda: run_audit(model, x, y, eps, batch_size),
         "autoattack": lambda: run_autoattack(their_model, x, y, eps, batch_size),
@@ -257,7 +205,7 @@ def timed_cell(model: nn.Module, x: Tensor, y: Tensor, eps: float, batch_size: i
             seconds[method].append(time.perf_counter() - start)
             results.setdefault(method, out)
             log(f"    {method}: {seconds[method][-1]:.1f} s, robust "
-                f"{_pct(out['robust_accuracy'])}")
+                f"{harness.pct(out['robust_accuracy'])}")
     clean = clean_correct(model, x, y, batch_size)
     if "pgd40" in results:
         pgd_mask(model, x, y, results["pgd40"], clean, batch_size)
@@ -303,10 +251,6 @@ def targets(cell: dict[str, Any]) -> dict[str, Any] | None:
 # ------------------------------------------------------------------------ report
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
-
-
 def table(cells: list[tuple[str, dict[str, Any]]]) -> list[str]:
     lines = [
         "| model | eps | clean | audit robust | AutoAttack robust | PGD-40 robust "
@@ -319,7 +263,7 @@ def table(cells: list[tuple[str, dict[str, Any]]]) -> list[str]:
         m = cell["methods"]
 
         def acc(k: str, m: dict[str, Any] = m) -> str:
-            return _pct(m[k]["robust_accuracy"]) if k in m else "-"
+            return harness.pct(m[k]["robust_accuracy"]) if k in m else "-"
 
         def sec(k: str, m: dict[str, Any] = m) -> str:
             return f"{m[k]['median_seconds']:.1f}" if k in m else "-"
@@ -333,7 +277,7 @@ def table(cells: list[tuple[str, dict[str, Any]]]) -> list[str]:
         acc_met = ("yes" if t["accuracy_met"] else "**NO**") if t else "-"
         speed_met = ("yes" if t["speed_met"] else "**NO**") if t else "-"
         lines.append(
-            f"| {model} | {cell['eps']:g} | {_pct(cell['clean_accuracy'])} | {acc('audit')} "
+            f"| {model} | {cell['eps']:g} | {harness.pct(cell['clean_accuracy'])} | {acc('audit')} "
             f"| {acc('autoattack')} | {acc('pgd40')} | {sec('audit')} | {sec('autoattack')} "
             f"| {sec('pgd40')} | {ratio} | {disagree} | {verdict} | {acc_met} | {speed_met} |")
     return lines
@@ -351,7 +295,7 @@ def detail_lines(cells: list[tuple[str, dict[str, Any]]]) -> list[str]:
                    f"{r['screened']['broken']})" if r.get("screened") else "")
                 + f", {r.get('broken')} broken, {r.get('seconds', 0.0):.1f} s"
                 for r in m["audit"]["rungs"])
-            baseline = _pct(m["audit"]["baseline_robust_accuracy"])
+            baseline = harness.pct(m["audit"]["baseline_robust_accuracy"])
             parts.append(f"audit baseline (PGD-40 CE) {baseline}, rungs: {rungs}")
         if "autoattack" in m:
             parts.append("AutoAttack's cascade: " + ", ".join(
@@ -413,16 +357,12 @@ def render(report: dict[str, Any], cells: list[tuple[str, dict[str, Any]]]) -> s
         "",
         f"Command: `{report['command']}`",
         "",
-        f"Machine: {info['cpu']}, {info['cpu_count']} CPUs, torch {info['torch']} "
-        f"({info['torch_threads']} threads), torchattacks {info['torchattacks']}, aerobust "
-        f"{info['aerobust']}, Python {info['python']}; malloc: "
-        f"{_malloc_text(info.get('malloc'))}; load average (1, 5, 15 min) at start "
-        f"{', '.join(f'{v:.2f}' for v in info['load_average_at_start'])}, at end "
-        f"{', '.join(f'{v:.2f}' for v in info.get('load_average_at_end', []))}; "
-        f"{info['date']}.",
+        harness.machine_line(info, {"torchattacks": "torchattacks", "aerobust": "aerobust"},
+                     "all three"),
         "",
         f"Data: `{report['data']['name']}` ({report['data']['checksum']}), the official MNIST "
-        f"test set split {N_TRAIN:,} train / {10000 - N_TRAIN:,} test; the first "
+        f"test set split {harness.MNIST_TRAIN:,} train / {10000 - harness.MNIST_TRAIN:,} "
+        "test; the first "
         f"{s['n']} test images. Models (run store `{s['store']}`): "
         + "; ".join(f"{k} `{v}`" for k, v in report["runs"].items()) + ".",
         "",
@@ -454,14 +394,6 @@ def render(report: dict[str, Any], cells: list[tuple[str, dict[str, Any]]]) -> s
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _malloc_text(malloc: dict[str, int] | None) -> str:
-    if not malloc:
-        return "the system's defaults (--malloc system)"
-    return (f"`retain_freed_memory()` for all three (glibc mmap threshold "
-            f"{malloc['mmap_threshold'] // 2**20} MiB, trim threshold "
-            f"{malloc['trim_threshold'] // 2**20} MiB, as the `aerobust` command sets)")
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -485,7 +417,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--split", type=Path, default=DEFAULT_SPLIT,
                         help=f"the 8k/2k split npz, (re)written from --data-dir (default "
                              f"{DEFAULT_SPLIT}; its file name names the trained runs)")
-    add_machine_args(parser)
+    harness.add_machine_args(parser)
     parser.add_argument("--malloc", choices=("retain", "system"), default="retain",
                         help="retain: keep freed memory for reuse, as the aerobust command "
                              "does (applies to all three); system: glibc's defaults")
@@ -514,9 +446,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        import torchattacks  # noqa: F401  (imports without torchvision: checked for 3.5.1)
-    except ImportError:
+    if harness.missing(("torchattacks",)):  # imports without torchvision: checked for 3.5.1
         print("benchmarks/audit.py needs torchattacks: pip install --no-deps torchattacks",
               file=sys.stderr)
         return 2
@@ -529,12 +459,9 @@ def main(argv: list[str] | None = None) -> int:
                   "--skip-audit to time AutoAttack and PGD-40 alone", file=sys.stderr)
             return 2
 
-    def log(message: str) -> None:
-        if not args.quiet:
-            print(message, file=sys.stderr, flush=True)
-
+    log = harness.logger(args.quiet)
     try:
-        dataset = load_split(args.split.expanduser(), args.data_dir.expanduser())
+        dataset = harness.mnist_split(args.data_dir.expanduser(), args.split.expanduser())
     except (UserError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -552,16 +479,15 @@ def main(argv: list[str] | None = None) -> int:
     log(f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} CPUs; "
         f"{dataset.name} ({dataset.checksum})")
     try:
-        models = load_models(dataset, store, args.model_names, not args.quiet)
+        models = harness.load_models(dataset, store, args.model_names, not args.quiet)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     x = dataset.x_test[:args.n].contiguous()
     y = dataset.y_test[:args.n].contiguous()
     report: dict[str, Any] = {
-        "command": shlex.join(["python", "benchmarks/audit.py",
-                               *(sys.argv[1:] if argv is None else argv)]),
-        "machine": machine_info(threads, malloc),
+        "command": harness.command("audit.py", argv),
+        "machine": harness.machine_info(threads, malloc),
         "data": {**dataset.info(), "split": str(args.split)},
         "settings": {"n": len(x), "epsilons": list(args.epsilons), "models": list(models),
                      "batch_size": args.batch_size, "rounds": args.rounds,
@@ -584,14 +510,12 @@ def main(argv: list[str] | None = None) -> int:
             if write_dir is not None:  # so an interrupted run keeps the cells it finished
                 atomic.write_json(write_dir / "audit.partial.json", report)
     report["seconds"] = time.perf_counter() - start
-    report["machine"]["load_average_at_end"] = list(os.getloadavg())
+    harness.finish(report)
     text = render(report, cells)
     print(text)
     if write_dir is not None:
-        atomic.write_text(write_dir / "audit.md", text)
-        atomic.write_json(write_dir / "audit.json", report)
+        harness.write_results(write_dir, "audit", text, report, log)
         (write_dir / "audit.partial.json").unlink(missing_ok=True)
-        log(f"wrote {write_dir / 'audit.md'} and {write_dir / 'audit.json'}")
     return 0
 
 

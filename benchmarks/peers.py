@@ -33,42 +33,28 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import shlex
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
 import torch
-
-# the sibling benchmark (this folder is on sys.path when a script here runs)
-from attacks import (
-    add_machine_args,
-    floor_pass,
-    frozen_copy,
-    interleaved,
-    load_models,
-    machine_info,
-)
 from torch import Tensor, nn
 
-from aerobust import atomic
 from aerobust.allocator import retain_freed_memory
 from aerobust.attacks import CW, FGSM, PGD, DeepFool
 from aerobust.attacks.base import Attack
-from aerobust.data import Dataset, load_dataset
+from aerobust.data import load_dataset
 from aerobust.data.npz import load_npz
-from aerobust.errors import DataError, UserError
+from aerobust.errors import UserError
 from aerobust.training import RunStore
 
-RESULTS = Path(__file__).resolve().parent / "results" / "peers"
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+RESULTS = harness.RESULTS_ROOT / "peers"
 PEERS = ("torchattacks", "foolbox", "art")
 KINDS = ("fgsm", "pgd", "cw", "cw-search", "deepfool")
 EPSILONS = (20, 80)  # the paper's MNIST epsilons, 0-255 units
@@ -151,8 +137,8 @@ class Row:
             out.append(f"speed {self.ratio:.2f}x {self.reference} < {need:g}x")
         strongest = min(self.robust[p] for p in self.peers)
         if self.robust["ours"] > strongest + ACC_SLACK + 1e-9:
-            out.append(f"robust {_pct(self.robust['ours'])} > strongest peer "
-                       f"{_pct(strongest)} + 0.5")
+            out.append(f"robust {harness.pct(self.robust['ours'])} > strongest peer "
+                       f"{harness.pct(strongest)} + 0.5")
         if self.kind in ("cw", "cw-search", "deepfool") and self.common_n:
             best = min(self.common_l2[p] for p in self.peers)
             ours = self.common_l2["ours"]
@@ -316,12 +302,12 @@ def bench(case: Case, model: nn.Module, x: Tensor, y: Tensor, batch: int, rounds
     def peer_sweep(call: Peer) -> Callable[[], Tensor]:
         return lambda: torch.cat([call(xb, yb)[0] for xb, yb in parts])
 
-    floor_model = frozen_copy(model)
+    floor_model = harness.frozen_copy(model)
     calls: dict[str, Callable[[], Tensor]] = {"ours": ours}
     with torch.no_grad():
         classes = int(model(x[:1]).shape[1])
     for peer, build in case.peers.items():
-        calls[peer] = peer_sweep(build(frozen_copy(model), tuple(x.shape[1:]), classes))
+        calls[peer] = peer_sweep(build(harness.frozen_copy(model), tuple(x.shape[1:]), classes))
     warm: dict[str, float] = {}
     robust: dict[str, float] = {}
     median_l2: dict[str, float | None] = {}
@@ -343,14 +329,14 @@ def bench(case: Case, model: nn.Module, x: Tensor, y: Tensor, batch: int, rounds
         robust[lib] = (clean & ~fooled).double().mean().item()
         median_l2[lib] = (l2[lib][flipped[lib]].median().item() if flipped[lib].any()
                           else None)
-        log(f"    warm-up {lib}: {warm[lib]:.1f} s, robust {_pct(robust[lib])}")
+        log(f"    warm-up {lib}: {warm[lib]:.1f} s, robust {harness.pct(robust[lib])}")
     common = torch.stack(list(flipped.values())).all(dim=0)
     common_l2 = ({lib: l2[lib][common].median().item() for lib in calls}
                  if common.any() else {})
     forwards, backwards = ours_counts
     ours_counts[:] = [0, 0]
     timed: dict[str, Callable[[], object]] = dict(calls)
-    timed["floor"] = lambda: floor_pass(floor_model, x, y, 1, batch)
+    timed["floor"] = lambda: harness.floor_pass(floor_model, x, y, 1, batch)
     # A peer whose one call alone is over the budget (ART's CW) is timed by that call
     # and left out of the rounds, so that it does not cut the others to one call each.
     slow = [lib for lib in case.peers if warm[lib] > budget]
@@ -360,18 +346,14 @@ def bench(case: Case, model: nn.Module, x: Tensor, y: Tensor, batch: int, rounds
                                             1e-9)))
     if n_rounds == 0:  # ours alone takes minutes (CW search): the warm-up is the figure
         times = {lib: [seconds] for lib, seconds in warm.items()}
-        times["floor"] = interleaved({"floor": timed["floor"]}, 3)["floor"]
+        times["floor"] = harness.interleaved({"floor": timed["floor"]}, 3)["floor"]
     else:
-        times = {**interleaved(timed, n_rounds), **{lib: [warm[lib]] for lib in slow}}
+        times = {**harness.interleaved(timed, n_rounds), **{lib: [warm[lib]] for lib in slow}}
     floor = times.pop("floor")
     return Row(attack=case.name, kind=case.kind, n=len(x), batch=batch, passes=case.passes,
                seconds=times, robust=robust, median_l2=median_l2, common_l2=common_l2,
                common_n=int(common.sum()), floor_seconds=floor,
                ours_forwards=forwards, ours_backwards=backwards)
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
 
 
 def table(rows: list[Row]) -> list[str]:
@@ -383,7 +365,7 @@ def table(rows: list[Row]) -> list[str]:
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for row in rows:
         speeds = [f"{row.ips(lib):,.1f}" if lib in row.seconds else "-" for lib in libs]
-        accs = [_pct(row.robust[lib]) if lib in row.robust else "-" for lib in libs]
+        accs = [harness.pct(row.robust[lib]) if lib in row.robust else "-" for lib in libs]
         l2 = "-"
         if row.kind in ("cw", "cw-search", "deepfool") and row.common_n:
             best = min(row.peers, key=lambda p: row.common_l2[p])
@@ -399,27 +381,15 @@ def table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def real_mnist(mnist_dir: Path, log: Callable[[str], None]) -> Dataset | None:
-    """The 8,000 / 2,000 split of the official MNIST test images (as `aerobust data
-    mnist-test-split` writes it, so the same trained runs are reused), or None."""
-    from aerobust.data.mnist import write_test_split_npz
-
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            return load_npz(write_test_split_npz(mnist_dir, Path(tmp) / "mnist-8k2k.npz"))
-    except DataError as exc:
-        log(f"real MNIST skipped: {exc}")
-        return None
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="digits,mnist",
                         help="comma-separated: digits, mnist (the real 8k/2k split from "
                              "--mnist-dir), or npz:PATH")
-    parser.add_argument("--mnist-dir", type=Path, default=SHARED_MNIST,
-                        help=f"folder with the official MNIST test files (default {SHARED_MNIST})")
+    parser.add_argument("--mnist-dir", type=Path, default=harness.SHARED_MNIST,
+                        help="folder with the official MNIST test files (default "
+                             f"{harness.SHARED_MNIST})")
     parser.add_argument("--n", type=int, default=None,
                         help="test images for FGSM and PGD (1000; digits has 360)")
     parser.add_argument("--n-slow", type=int, default=None,
@@ -433,7 +403,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds at most (5)")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds of timed rounds per setting before rounds are cut (120)")
-    add_machine_args(parser)
+    harness.add_machine_args(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help=f"results folder (default {RESULTS}; --quick, --attacks or "
                              "--cw-lr write nothing unless --out is given)")
@@ -466,16 +436,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def missing_peers() -> list[str]:
-    missing = []
-    for module in ("torchattacks", "foolbox", "art"):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(module)
-    return missing
-
-
 def render(report: dict[str, Any], sections: list[tuple[str, str, list[str]]]) -> str:
     info = report["machine"]
     lines = [
@@ -483,12 +443,8 @@ def render(report: dict[str, Any], sections: list[tuple[str, str, list[str]]]) -
         "",
         f"Command: `{report['command']}`",
         "",
-        f"Machine: {info['cpu']}, {info['cpu_count']} CPUs, torch {info['torch']} "
-        f"({info['torch_threads']} threads), torchattacks {info['torchattacks']}, foolbox "
-        f"{info['foolbox']}, ART {info['art']}, Python {info['python']}; load average "
-        f"(1, 5, 15 min) at start {', '.join(f'{v:.2f}' for v in info['load_average_at_start'])}"
-        f", at end {', '.join(f'{v:.2f}' for v in info.get('load_average_at_end', []))}; "
-        f"{info['date']}.",
+        harness.machine_line(
+            info, {"torchattacks": "torchattacks", "foolbox": "foolbox", "art": "ART"}, None),
         "",
         "Every library attacks the same weights (each peer its own frozen eval-mode copy) "
         f"and the same first n test images, one call per batch of {report['settings']['batch']}"
@@ -529,9 +485,9 @@ def render(report: dict[str, Any], sections: list[tuple[str, str, list[str]]]) -
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    missing = missing_peers()
-    if missing:
-        print(f"benchmarks/peers.py needs {', '.join(missing)}: see the install command at the "
+    absent = harness.missing(PEERS)
+    if absent:
+        print(f"benchmarks/peers.py needs {', '.join(absent)}: see the install command at the "
               "top of this file", file=sys.stderr)
         return 2
     retain_freed_memory()
@@ -540,19 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     partial = args.quick or args.kinds != KINDS or args.cw_lr != CW_LR
     write_dir = args.out if args.out is not None else (None if partial else RESULTS)
 
-    def log(message: str) -> None:
-        if not args.quiet:
-            print(message, file=sys.stderr, flush=True)
-
-    import art
-    import foolbox
-
-    machine = machine_info(torch.get_num_threads(), None)
-    machine.update(foolbox=foolbox.__version__, art=art.__version__)
-    command = shlex.join(["python", "benchmarks/peers.py",
-                          *(sys.argv[1:] if argv is None else argv)])
+    log = harness.logger(args.quiet)
+    machine = harness.machine_info(torch.get_num_threads(), None, PEERS)
     report: dict[str, Any] = {
-        "command": command, "machine": machine, "datasets": {},
+        "command": harness.command("peers.py", argv), "machine": machine, "datasets": {},
         "settings": {"n": args.n, "n_slow": args.n_slow, "n_search": args.n_search,
                      "batch": args.batch, "rounds": args.rounds, "budget_seconds": args.budget,
                      "epsilons_255": list(EPSILONS), "pgd_steps": PGD_STEPS,
@@ -567,15 +514,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
             if name == "mnist":
-                dataset = real_mnist(args.mnist_dir, log)
+                dataset = harness.mnist_split(args.mnist_dir)
                 if dataset is None:
+                    log(f"real MNIST skipped: no official MNIST test files in {args.mnist_dir}")
                     report["datasets"][name] = {"skipped": f"no MNIST files in {args.mnist_dir}"}
                     continue
             elif name.startswith("npz:"):
                 dataset = load_npz(name[4:])
             else:
                 dataset = load_dataset(name)
-            models = load_models(dataset, args.store or RunStore().root, not args.quiet)
+            models = harness.c_and_ae_c(dataset, args.store or RunStore().root, not args.quiet)
             entry: dict[str, Any] = {"checksum": dataset.checksum, "models": {}}
             for label, (model, run) in models.items():
                 log(f"{name}: {label}")
@@ -598,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "clean_accuracy": clean.double().mean().item()}
                 rounds = sorted({len(r.seconds["ours"]) for r in rows})
                 meta = (f"Clean accuracy on the first {min(args.n, len(x_all))} test images: "
-                        f"{_pct(clean.double().mean().item())}; "
+                        f"{harness.pct(clean.double().mean().item())}; "
                         f"{'-'.join(map(str, (rounds[0], rounds[-1])))} timed rounds per "
                         f"setting; weights: `{run}`.")
                 sections.append((f"{name}: {label}", meta, table(rows)))
@@ -615,15 +563,13 @@ def write(report: dict[str, Any], sections: list[tuple[str, str, list[str]]],
           write_dir: Path | None, started: float, log: Callable[[str], None],
           finished: bool = False) -> str:
     """The page and the JSON so far, written atomically (a long run keeps each dataset)."""
-    report["machine"]["load_average_at_end"] = list(os.getloadavg())
+    harness.finish(report)
     report["seconds"] = time.perf_counter() - started
     report["finished"] = (datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds") if finished else None)
     text = render(report, sections)
     if write_dir is not None:
-        atomic.write_text(write_dir / "peers.md", text)
-        atomic.write_json(write_dir / "peers.json", report)
-        log(f"wrote {write_dir / 'peers.md'} and {write_dir / 'peers.json'}")
+        harness.write_results(write_dir, "peers", text, report, log)
     return text
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aerobust.cluster import (
+from aerobust.backends.ray import (
     MAX_CELLS_PER_TASK,
     Placement,
     _failure,

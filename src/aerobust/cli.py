@@ -59,6 +59,39 @@ def _check_fits(path: Path, dataset: Any) -> None:
         )
 
 
+def _models(args: argparse.Namespace, dataset: Any, device: Any) -> tuple[Any, Any]:
+    """The classifier (``--classifier``) and what goes in front of it (``--ae`` or, for
+    the commands that take it, ``--defense``; None without either), each checked to fit
+    ``dataset``: a checkpoint by its recorded image size, the front by keeping the
+    input's shape."""
+    import torch
+
+    from aerobust.models import load_model
+
+    defense = getattr(args, "defense", None)
+    if args.ae is not None and defense is not None:
+        raise UserError("give --ae or --defense, not both")
+    clf_path = _checkpoint_path(args.classifier)
+    _check_fits(clf_path, dataset)
+    classifier = load_model(clf_path, kind="classifier", device=device)
+    front = None
+    if args.ae is not None:
+        ae_path = _checkpoint_path(args.ae)
+        _check_fits(ae_path, dataset)
+        front = load_model(ae_path, kind="autoencoder", device=device)
+    elif defense is not None:
+        front = _load_defense(defense).to(device)
+    if front is not None:
+        x = dataset.x_test[:2]
+        with torch.no_grad():
+            out = front(x.to(device))
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise UserError(f"the defense must keep the input's shape {tuple(x.shape[1:])} "
+                            f"in front of the classifier, got {shape}")
+    return classifier, front
+
+
 def _adversarial(args: argparse.Namespace, dataset: Any) -> dict[str, float]:
     """PGD-training settings from --eps/--step-size (0-255 units); {} without --adversarial."""
     from aerobust.training import adversarial_settings
@@ -134,20 +167,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from aerobust.data import load_dataset
     from aerobust.device import resolve_device
     from aerobust.metrics import classifier_scores
-    from aerobust.models import AEClassifier, load_model
+    from aerobust.models import AEClassifier
 
     device = resolve_device(args.device)
     dataset = load_dataset(args.dataset, args.data_dir)
-    clf_path = _checkpoint_path(args.classifier)
-    _check_fits(clf_path, dataset)
-    clf = load_model(clf_path, kind="classifier", device=device)
+    clf, ae = _models(args, dataset, device)
     acc, _ = classifier_scores(clf, dataset.x_test, dataset.y_test)
     result = {"dataset": dataset.name, "n": len(dataset.x_test), "accuracy_C": acc}
     lines = [f"C     clean accuracy: {acc:.4f}  ({len(dataset.x_test)} test images)"]
-    if args.ae is not None:
-        ae_path = _checkpoint_path(args.ae)
-        _check_fits(ae_path, dataset)
-        ae = load_model(ae_path, kind="autoencoder", device=device)
+    if ae is not None:
         acc_ae, _ = classifier_scores(AEClassifier(ae, clf), dataset.x_test, dataset.y_test)
         result["accuracy_AE_C"] = acc_ae
         lines.append(f"AE-C  clean accuracy: {acc_ae:.4f}")
@@ -200,7 +228,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
     from aerobust import attacks
     from aerobust.data import load_dataset
     from aerobust.device import resolve_device
-    from aerobust.models import AEClassifier, load_model
+    from aerobust.models import AEClassifier
 
     params = dict(_param(p) for p in args.param)
     eps = _eps(args.eps)
@@ -216,13 +244,9 @@ def cmd_attack(args: argparse.Namespace) -> None:
     attack = attacks.get(args.attack, **params)
     device = resolve_device(args.device)
     dataset = load_dataset(args.dataset, args.data_dir)
-    clf_path = _checkpoint_path(args.classifier)
-    _check_fits(clf_path, dataset)
-    model = load_model(clf_path, kind="classifier", device=device)
-    if args.ae is not None:
-        ae_path = _checkpoint_path(args.ae)
-        _check_fits(ae_path, dataset)
-        model = AEClassifier(load_model(ae_path, kind="autoencoder", device=device), model)
+    model, ae = _models(args, dataset, device)
+    if ae is not None:
+        model = AEClassifier(ae, model)
     n = len(dataset.x_test) if args.n is None else args.n
     if n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
@@ -267,74 +291,45 @@ def _load_defense(spec: str) -> Any:
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    import torch
-
-    from aerobust import atomic
     from aerobust.audit import audit
     from aerobust.data import load_dataset
     from aerobust.device import resolve_device
-    from aerobust.models import AEClassifier, load_model
-    from aerobust.report.audit import audit_blocks
-    from aerobust.report.blocks import Figure
-    from aerobust.report.html import render_html
-    from aerobust.report.markdown import render_markdown
+    from aerobust.models import AEClassifier
 
-    if args.ae is not None and args.defense is not None:
-        raise UserError("give --ae or --defense, not both")
     eps = _eps(args.eps)
     backend = _backend(args)
     if args.backend == "ray":
-        from aerobust.cluster import require_ray
+        from aerobust.backends.ray import require_ray
 
         require_ray()
     # on Ray the model is built here and audited where the cluster places the task
     device = resolve_device(args.device if args.backend == "local" else "cpu")
     dataset = load_dataset(args.dataset, args.data_dir)
-    clf_path = _checkpoint_path(args.classifier)
-    _check_fits(clf_path, dataset)
-    model = load_model(clf_path, kind="classifier", device=device)
-    front = None
-    if args.ae is not None:
-        ae_path = _checkpoint_path(args.ae)
-        _check_fits(ae_path, dataset)
-        front = load_model(ae_path, kind="autoencoder", device=device)
-    elif args.defense is not None:
-        front = _load_defense(args.defense).to(device)
+    model, front = _models(args, dataset, device)
     n = len(dataset.x_test) if args.n is None else args.n
     if n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
     x, y = dataset.x_test[:n], dataset.y_test[:n]
     if front is not None:
-        with torch.no_grad():
-            out = front(x[:2].to(device))
-        if not isinstance(out, torch.Tensor) or out.shape != x[:2].shape:
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise UserError(f"the defense must keep the input's shape {tuple(x.shape[1:])} "
-                            f"in front of the classifier, got {shape}")
         model = AEClassifier(front, model)
     options = {"budget": args.budget, "seed": args.seed, "batch_size": args.batch_size}
     # the finished rungs, kept for a rerun; on Ray the worker may not see this folder
     state = args.out / "audit-state" if args.out is not None and args.backend == "local" \
         else None
     if args.backend == "ray":
-        from aerobust import cluster
+        from aerobust.backends.ray import audit as audit_on_ray
 
-        result = cluster.audit(model, x, y, eps, address=backend["address"],
-                               device=args.device, cpus=backend["task_cpus"], **options)
+        result = audit_on_ray(model, x, y, eps, address=backend["address"],
+                              device=args.device, cpus=backend["task_cpus"], **options)
     else:
         result = audit(model, x, y, eps, progress=not args.quiet, state=state, **options)
-    row = {"dataset": dataset.name, "data_checksum": dataset.checksum,
-           "classifier": str(args.classifier), "ae": None if args.ae is None else str(args.ae),
-           "defense": args.defense, **result.to_dict()}
+    about = {"dataset": dataset.name, "data_checksum": dataset.checksum,
+             "classifier": str(args.classifier), "ae": None if args.ae is None else str(args.ae),
+             "defense": args.defense}
     if args.out is not None:
-        blocks = audit_blocks(row, f"Audit of {args.defense or args.ae or 'C'} on "
-                                   f"{dataset.name}")
-        atomic.write_json(args.out / "audit.json", row)
-        for fig in (b for b in blocks if isinstance(b, Figure)):
-            atomic.write_bytes(args.out / fig.path, fig.png)
-        atomic.write_text(args.out / "audit.md", render_markdown(blocks))
-        atomic.write_text(args.out / "audit.html", render_html(blocks))
-    _emit(args, row, [
+        result.save(args.out, title=f"Audit of {args.defense or args.ae or 'C'} on "
+                                    f"{dataset.name}", about=about)
+    _emit(args, {**about, **result.to_dict()}, [
         f"verdict: {result.verdict}",
         f"robust accuracy: {result.robust_accuracy:.4f} audited, "
         f"{result.baseline_robust_accuracy:.4f} under PGD on CE (clean "

@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -22,12 +22,22 @@ from aerobust.attacks.model import CountedModel, attack_mode
 from aerobust.attacks.result import AttackResult
 from aerobust.errors import UserError
 
-if TYPE_CHECKING:  # the interface calls ``run``; ``run`` only calls its hooks
-    from aerobust.attacks.base import Attack
-
 # Samples per block on the CPU (see ``Execution``): chosen from the block sweep that
 # ``benchmarks/attacks.py`` measures on every run.
 CPU_BLOCK_SIZE = 64
+
+
+class Algorithm(Protocol):
+    """What ``run`` needs of an attack: its name, EOT draws and two hooks (``base.Attack``
+    is the one implementation; the interface calls ``run``, so ``run`` names only this)."""
+
+    name: str
+    eot: int
+
+    def _draws(self, x: Tensor) -> Tensor | None: ...
+
+    def _attack(self, model: CountedModel, x: Tensor, y: Tensor,
+                draws: Tensor | None) -> tuple[Tensor, Tensor | None]: ...
 
 
 @dataclass(frozen=True)
@@ -148,7 +158,7 @@ def channels_last_convs(model: nn.Module) -> Iterator[bool]:
             weight.data = data
 
 
-def run(attack: Attack, model: nn.Module, x: Tensor, y: Tensor,
+def run(attack: Algorithm, model: nn.Module, x: Tensor, y: Tensor,
         execution: Execution | None = None) -> AttackResult:
     """``attack`` on the batch ``x`` (N,...) in [0,1] with labels ``y`` (N,) on x's
     device, under ``execution`` (the default policy when None).
@@ -199,7 +209,7 @@ def run(attack: Attack, model: nn.Module, x: Tensor, y: Tensor,
     )
 
 
-def _again(attack: Attack, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None,
+def _again(attack: Algorithm, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None,
            x_adv: Tensor, success: Tensor, again: Tensor) -> tuple[Tensor, Tensor]:
     """Attack once more, in the model's own layout, the samples the channels_last run
     believed it fooled but whose ``x_adv`` does not fool the model as it is (a

@@ -101,6 +101,16 @@ class Audit:
         out["checks"] = [c.to_dict() for c in self.checks]
         return out
 
+    # -- saving (audit/save.py) --
+    def save(self, out: str | Path, *, title: str = "Audit",
+             about: dict[str, Any] | None = None) -> Path:
+        """Write ``audit.json`` (``about``, say the data and models, then ``to_dict``),
+        ``audit.md``, ``audit.html`` and their figures into the folder ``out``, each
+        atomically; returns ``out``."""
+        from aerobust.audit.save import save_audit
+
+        return save_audit({**(about or {}), **self.to_dict()}, Path(out), title)
+
 
 def _judge(model: nn.Module, draws: int) -> Any:
     """Whether ``x_adv`` fools the audited model (a majority of ``draws`` forwards for a

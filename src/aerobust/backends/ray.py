@@ -1,4 +1,5 @@
-"""``--backend ray``: the plan's cells and the models they need, as Ray tasks.
+"""``--backend ray``: the plan's cells and the models they need, as Ray tasks (``Ray``),
+and ``audit`` as one task. ``import ray`` happens only when this backend runs.
 
 Units of work:
 
@@ -34,7 +35,9 @@ from typing import Any
 import torch
 
 from aerobust.allocator import retain_freed_memory
+from aerobust.backends.base import Backend, Part, Progress, run_summaries
 from aerobust.errors import UserError
+from aerobust.experiments import run_experiment
 from aerobust.experiments.compute import Context, Row, spec_json
 from aerobust.experiments.measures import compute_cell
 from aerobust.experiments.spec import Cell, Model, Net
@@ -342,6 +345,51 @@ def run_cells(ray: Any, work: Sequence[tuple[Workspace, Sequence[Planned]]], sto
             else:
                 for planned, (values, seconds) in zip(item.cells, result, strict=True):
                     on_row(item.ws, planned, item.ws.record(planned, values, seconds))
+
+
+class Ray(Backend):
+    """Every part's unfinished cells at once as tasks on the Ray cluster at ``address``
+    (``auto``: the running one, else a local one), each task with ``task_cpus`` CPUs
+    (and a GPU with ``device='cuda'``); then, on the driver, each experiment's rows file
+    (from the cell files) and the examples. An experiment's seconds are from the start
+    until its last cell came back (experiments overlap)."""
+
+    name = "ray"
+
+    def __init__(self, address: str = "auto", task_cpus: int = 1, device: str = "auto") -> None:
+        self.address, self.task_cpus, self.device = address, task_cpus, device
+
+    @property
+    def driver_device(self) -> str:
+        return "auto"  # the driver only relabels data for substitutes and draws examples
+
+    def check(self) -> None:
+        require_ray()
+        check_address(self.address)
+
+    def run(self, parts: Sequence[Part], store: RunStore, bar: Progress) -> None:
+        work = [(part.ws, [p for name in part.todo for p in part.ws.plan(name, part.dir)])
+                for part in parts]
+        for _, planned in work:
+            bar.update(sum(p.cached for p in planned))
+        last: dict[tuple[int, str], float] = {}
+        start = time.perf_counter()
+
+        def on_row(ws: Workspace, planned: Planned, row: dict[str, Any]) -> None:
+            last[(id(ws), planned.cell.experiment)] = time.perf_counter() - start
+            bar.update(1)
+
+        with connected(self.address) as ray:
+            where = placement(ray, self.device, self.task_cpus)
+            LOG.info("ray: %s, tasks on %s with %s", self.address,
+                     where.device, where.resources)
+            run_cells(ray, work, store, where, on_row, bar.set_postfix_str)
+        for part in parts:
+            for name in part.todo:
+                rows = run_experiment(name, part.ws, part.dir)  # every cell is on disk now
+                part.finished(name, last.get((id(part.ws), name), 0.0), len(rows),
+                              run_summaries(part.ws))
+            part.close()
 
 
 def _audit_task(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,

@@ -18,7 +18,7 @@ from aerobust.training import RunStore
 TINY = ["--classifier-epochs", "1", "--ae-epochs", "1", "--pgd-steps", "2", "--n", "12",
         "--masking-n", "8", "--masking-pgd-steps", "2", "--eps", "20,80", "--eps-sweep", "0,40",
         "--lambdas", "0,1", "--gammas", "0,1", "--n-cw", "4", "--cw-steps", "5",
-        "--cw-binary-steps", "2", "--audit-budget", "quick"]
+        "--cw-binary-steps", "2", "--audit-budget", "quick", "--audit-l2-eps", "2"]
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 

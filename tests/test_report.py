@@ -38,7 +38,7 @@ from aerobust.training import RunStore
 SETTINGS = dict(classifier_epochs=1, ae_epochs=1, n_eval=8, n_cw=4, cw_steps=5,
                 cw_binary_steps=2, pgd_steps=2, deepfool_steps=3, masking_n=8,
                 masking_pgd_steps=2, eps=(20, 80), eps_sweep=(0, 40), lambdas=(0.0, 1.0),
-                gammas=(0, 2), audit_budget="quick")
+                gammas=(0, 2), audit_budget="quick", audit_l2_eps=(2.0,))
 PART = "tiny"
 PNG = b"\x89PNG\r\n\x1a\n"
 SECTIONS = ("# Reproduction report", "## Verdicts", "## Table 1", "## Table 2", "**(a)**",
@@ -155,6 +155,11 @@ def test_report_from_real_rows_has_every_section(report: Path, results: Path) ->
         assert f"](report_files/{name}.png)" in md
         assert (report / "report_files" / f"{name}.png").read_bytes().startswith(PNG)
     assert "no reference points are drawn" in md
+    audit = md[md.index("## Audit"):md.index("## Examples")]
+    assert "In L2 (eps in the [0,1] pixel scale" in audit and "| L2 eps |" in audit
+    l2 = [r for r in _rows(results, "audit") if r.get("norm") == "L2"]
+    assert {r["variant"] for r in l2} == {"C", "AE-C"} and {r["eps"] for r in l2} == {2.0}
+    assert all(r["audit"]["norm"] == "L2" for r in l2)
     assert not list(report.rglob(".*.tmp"))  # atomic writes leave no temp files
 
 

@@ -296,7 +296,8 @@ def cmd_audit(args: argparse.Namespace) -> None:
     from aerobust.device import resolve_device
     from aerobust.models import AEClassifier
 
-    eps = _eps(args.eps)
+    # Linf in 0-255 pixel units, as the paper; L2 and L1 in the [0,1] scale (AutoAttack's)
+    eps = _eps(args.eps) if args.norm == "Linf" else args.eps
     backend = _backend(args)
     if args.backend == "ray":
         from aerobust.backends.ray import require_ray
@@ -312,7 +313,8 @@ def cmd_audit(args: argparse.Namespace) -> None:
     x, y = dataset.x_test[:n], dataset.y_test[:n]
     if front is not None:
         model = AEClassifier(front, model)
-    options = {"budget": args.budget, "seed": args.seed, "batch_size": args.batch_size}
+    options = {"budget": args.budget, "seed": args.seed, "batch_size": args.batch_size,
+               "norm": args.norm, "fab": True if args.fab else None}
     # the finished rungs, kept for a rerun; on Ray the worker may not see this folder
     state = args.out / "audit-state" if args.out is not None and args.backend == "local" \
         else None
@@ -333,7 +335,8 @@ def cmd_audit(args: argparse.Namespace) -> None:
         f"verdict: {result.verdict}",
         f"robust accuracy: {result.robust_accuracy:.4f} audited, "
         f"{result.baseline_robust_accuracy:.4f} under PGD on CE (clean "
-        f"{result.clean_accuracy:.4f}, {n} points, eps {args.eps:g}/255)",
+        f"{result.clean_accuracy:.4f}, {n} points, "
+        + (f"eps {args.eps:g}/255)" if args.norm == "Linf" else f"{args.norm} eps {args.eps:g})"),
         *(f"- {r}" for r in result.reasons),
         *([f"resumed {len(result.resumed)} finished step(s) from {state}"]
           if result.resumed else []),
@@ -591,7 +594,14 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--defense", default=None, metavar="FILE.py:NAME",
                      help="your preprocessing: an nn.Module (or a factory) in a Python file")
     aud.add_argument("--eps", type=float, required=True,
-                     help="Linf radius in 0-255 pixel units, as in the paper (76.5 = 0.3)")
+                     help="the radius in --norm. Linf: 0-255 pixel units, as in the paper "
+                          "(76.5 = 0.3); L2 and L1: the [0,1] pixel scale that AutoAttack and "
+                          "RobustBench use (MNIST: L2 2.0, L1 10)")
+    aud.add_argument("--norm", default="Linf", choices=("Linf", "L2", "L1"),
+                     help="threat model (default: Linf)")
+    aud.add_argument("--fab", action="store_true",
+                     help="add FAB-T (minimum-norm, targeted) as a rung (thorough runs it "
+                          "anyway)")
     aud.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
     aud.add_argument("--budget", default="standard", choices=("quick", "standard", "thorough"))
     aud.add_argument("--seed", type=int, default=0)

@@ -27,7 +27,29 @@ def test_audit_of_a_user_defense_writes_its_pages(trained, capsys) -> None:
     assert (tmp / "out" / "audit.html").read_text().startswith("<!DOCTYPE html>")
 
 
+def test_audit_in_l2_takes_eps_in_the_0_1_scale(trained, capsys) -> None:
+    data, run, _ = trained
+    code, out, _ = _run(capsys, "audit", "--classifier", run, "--dataset", data, "--eps",
+                        "1.5", "--norm", "L2", "--fab", "--budget", "quick", "--n", "40",
+                        "--quiet", "--json")
+    assert code == 0
+    row = json.loads(out)
+    assert row["norm"] == "L2" and row["eps"] == 1.5
+    assert "fab-t" in [r["name"] for r in row["rungs"]]
+    assert all(p["l2"] <= 1.5 * (1 + 1e-5) for p in row["ledger"] if p["l2"] is not None)
+
+
+def test_help_says_the_unit_of_eps_per_norm(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["audit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Linf: 0-255 pixel units" in text
+    assert "L2 and L1: the [0,1] pixel scale that AutoAttack and RobustBench use" in text
+
+
 @pytest.mark.parametrize(("extra", "message"), [
+    (["--eps", "-1", "--norm", "L2"], "an L2 eps must be a non-negative number"),
+    (["--eps", "1", "--norm", "L3"], "invalid choice"),
     (["--eps", "300"], "must be in [0, 255] pixel units"),
     (["--eps", "-1"], "must be in [0, 255] pixel units"),
     (["--eps", "25.5", "--defense", "{tmp}/defense.py:Missing"], "no nn.Module"),

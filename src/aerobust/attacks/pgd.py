@@ -62,8 +62,10 @@ class PGD(Attack):
     ``"L2"`` steps along the gradient normalised to unit L2 length, pulls the iterate
     into the L2 ball and clamps it to [0,1], and starts on the sphere of radius ``eps``.
     ``"L1"`` takes sparse steps (the gradient's signs on its top 1% of coordinates, L1
-    length ``step_size``: SLIDE, Tramer & Boneh 2019), each projected exactly onto the
-    L1 ball intersected with [0,1], from a random start in it (``norms.start``).
+    length ``step_size``: SLIDE, Tramer & Boneh 2019), counting only coordinates the box
+    lets move that way (else the largest gradients of a sparse image push its black
+    pixels below 0 and the step is lost), each projected exactly onto the L1 ball
+    intersected with [0,1], from a random start in it (``norms.start``).
 
     Args:
         eps: the radius in ``norm`` ([0,1] pixel units).
@@ -204,6 +206,9 @@ class PGD(Attack):
         if self.norm == "L2":
             return norms.l2_ball(center, current + self.step_size * norms.l2_direction(grad),
                                  self.eps)
+        # Only coordinates the box lets move that way compete for the step: the largest
+        # gradients of a sparse image often push its black pixels below 0.
+        stuck = ((current <= 0) & (grad < 0)) | ((current >= 1) & (grad > 0))
         share = torch.full((len(grad),), SLIDE_SHARE, dtype=grad.dtype, device=grad.device)
         return norms.l1_box(center, current + self.step_size * norms.sparse_direction(
-            grad, share), self.eps)
+            grad.masked_fill(stuck, 0.0), share), self.eps)

@@ -4,6 +4,7 @@ vertices) or the L2 ball (moving perturbation mass between squares), from scores
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from dataclasses import dataclass
 
@@ -281,9 +282,10 @@ def pyramid(height: int, width: int) -> Tensor:
     return tail[torch.maximum(rows, cols)]
 
 
+@functools.cache
 def l2_pattern(side: int) -> Tensor:
     """The L2 variant's update (Andriushchenko et al. 2020): a square whose halves are a
-    positive and a negative pyramid, unit L2 norm."""
+    positive and a negative pyramid, unit L2 norm (cached: one per side; never written)."""
     top = pyramid(side // 2, side)
     bottom = pyramid(side - side // 2, side)
     pattern = (torch.cat([top / top.norm(), -bottom / bottom.norm()]) if side > 1

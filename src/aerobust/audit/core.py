@@ -29,6 +29,9 @@ from aerobust.audit.probes import Probe, flagged_stages, is_random, run_probes, 
 from aerobust.audit.stages import split
 from aerobust.audit.state import AuditState, rng_for, state_key
 from aerobust.audit.stats import mcnemar, proportion_interval, smallest_significant_count
+from aerobust.audit.threat import check as check_threat
+from aerobust.audit.threat import curve_radii
+from aerobust.audit.threat import notes as threat_notes
 from aerobust.errors import UserError
 from aerobust.rejection import fooled as wrong_class
 from aerobust.rejection import rejects
@@ -86,6 +89,7 @@ class Audit:
     # steps loaded from ``state`` rather than computed: how this run went, not what the
     # audit found, so not in ``to_dict`` (a resumed audit's JSON is an uninterrupted one's)
     resumed: list[str] = field(default_factory=list)
+    norm: str = "Linf"  # the threat model eps is a radius in
 
     @property
     def gap(self) -> float:
@@ -129,11 +133,8 @@ def _judge(model: nn.Module, draws: int) -> Any:
 
 
 def _check_inputs(model: nn.Module, x: Tensor, y: Tensor, eps: float, budget: str,
-                  device: torch.device) -> None:
-    if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 <= eps <= 1:
-        raise UserError(f"audit: eps must be in [0, 1] pixel units, got {eps!r}"
-                        + (f" (did you mean {eps}/255 = {eps / 255:.4g}?)"
-                           if isinstance(eps, int | float) and 1 < eps <= 255 else ""))
+                  device: torch.device, norm: str) -> str:
+    norm = check_threat(norm, eps)
     if budget not in BUDGETS:
         raise UserError(f"audit: budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
     if not torch.is_floating_point(x) or x.dim() < 2 or len(x) == 0:
@@ -156,15 +157,19 @@ def _check_inputs(model: nn.Module, x: Tensor, y: Tensor, eps: float, budget: st
                         f"{out.shape[1]} classes")
     if not torch.isfinite(out).all():
         raise UserError("audit: the model returns NaN or infinite logits on clean inputs")
+    return norm
 
 
 def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "standard",
           seed: int = 0, batch_size: int = 256, gap_threshold: float = 0.05,
           alpha: float = 0.05, progress: bool = False,
-          execution: Execution | None = None, state: str | Path | None = None) -> Audit:
-    """Audit ``model`` on ``(x, y)`` (pixels in [0,1]) at Linf radius ``eps``, every
-    attack under ``execution`` (the default policy when None; resolved once, for the
-    largest batch, so the record is what ran).
+          execution: Execution | None = None, norm: str = "Linf",
+          fab: bool | None = None, state: str | Path | None = None) -> Audit:
+    """Audit ``model`` on ``(x, y)`` (pixels in [0,1]) at radius ``eps`` in ``norm``
+    (``Linf``, ``L2`` or ``L1``; ``eps`` in the [0,1] pixel scale, ``audit.threat``),
+    every attack under ``execution`` (the default policy when None; resolved once, for
+    the largest batch, so the record is what ran). ``fab``: FAB-T as a rung (None: where
+    the budget runs it, ``thorough``).
 
     ``gap_threshold``: how far (fraction of points) the paper's attack may overstate
     robust accuracy before, if McNemar's test calls the gap significant at ``alpha``,
@@ -182,7 +187,9 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
             leading ``nn.Sequential`` has its front stages probed one by one.
         x: the images (N, ...) in [0,1].
         y: their labels (N,).
-        eps: the Linf radius in [0,1] units (``20 / 255``); above 1 is refused.
+        eps: the radius in ``norm``, [0,1] pixel scale (Linf ``20 / 255``; above 1 refused).
+        norm: ``"Linf"``, ``"L2"`` or ``"L1"``.
+        fab: FAB-T as a rung (None: where the budget runs it).
         budget: ``"quick"``, ``"standard"`` (at least AutoAttack's standard strength) or
             ``"thorough"``; see docs/audit.md#budgets.
         seed: seeds every attack and the model's own randomness.
@@ -209,20 +216,21 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
     """
     device = next((p.device for p in model.parameters()), x.device)
     y = y.long()
-    _check_inputs(model, x, y, eps, budget, device)
+    norm = _check_inputs(model, x, y, eps, budget, device, norm)
     plan = BUDGETS[budget]
     largest = min(batch_size, len(x))
     policy = (execution or Execution()).resolve(largest, device)
     saved = None if state is None else AuditState(state, state_key(
-        {"eps": eps, "budget": plan.to_dict(), "seed": seed, "batch_size": batch_size,
-         "execution": policy.record(largest, device)}, model, x, y))
+        {"eps": eps, "norm": norm, "fab": fab, "budget": plan.to_dict(), "seed": seed,
+         "batch_size": batch_size, "execution": policy.record(largest, device)},
+        model, x, y))
     start = time.perf_counter()
     torch.manual_seed(seed)
     as_given = train_mode(model)
     with attack_mode(model):
         stages = split(model, x[:1].to(device))
         probe_x, probe_y = x[: plan.probe_n].to(device), y[: plan.probe_n].to(device)
-        probes = [*run_probes(model, stages, probe_x, probe_y, eps), as_given]
+        probes = [*run_probes(model, stages, probe_x, probe_y, eps, norm=norm), as_given]
         flagged = flagged_stages(probes, stages)
         random = is_random(probes)
         draws = plan.eot if random else 1
@@ -230,7 +238,7 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         correct = torch.cat([~judge(x[i : i + batch_size].to(device),
                                     y[i : i + batch_size].to(device))[0].cpu()
                              for i in range(0, len(x), batch_size)])
-        rungs = build_rungs(model, stages, eps, plan, seed, flagged, random)
+        rungs = build_rungs(model, stages, eps, plan, seed, flagged, random, norm, fab)
         classes = int(model(x[:1].to(device)).shape[1])
         # DLR needs 3 classes, its targeted form 4: fewer, and those rungs cannot run
         rungs = [r for r in rungs if classes >= 3 + bool(getattr(r.attack, "targeted", False))
@@ -240,12 +248,13 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         confirm = _judge(model, 2 * draws) if random else None
         ledger, rung_rows, baseline_robust = _climb(rungs, x, y, correct, judge, confirm,
                                                     batch_size, device, policy, progress,
-                                                    plan.screen, seed, saved)
+                                                    plan.screen, seed, saved, norm)
         curve = saved and saved.load("curve")
         if curve is None:
             rng_for(seed, "curve")
             curve = _curve(model, x[: plan.curve_n], y[: plan.curve_n], eps, plan, seed,
-                           draws, classes, judge, batch_size, device, policy, progress)
+                           draws, classes, judge, batch_size, device, policy, progress,
+                           norm)
             if saved is not None:
                 saved.save("curve", curve)
     n = len(x)
@@ -270,12 +279,14 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         execution=policy.record(largest, device), closed_by=closed_by,
         gap_threshold=gap_threshold, resumed=[] if saved is None else saved.resumed,
         notes=[f"BPDA through {', '.join(flagged)}"] * bool(flagged)
-        + [f"randomised model: success is a majority of {draws} draws"] * random)
+        + [f"randomised model: success is a majority of {draws} draws"] * random
+        + threat_notes(norm), norm=norm)
 
 
 def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
            confirm: Any, batch_size: int, device: torch.device, execution: Execution,
-           progress: bool, screen: int | None, seed: int, saved: AuditState | None
+           progress: bool, screen: int | None, seed: int, saved: AuditState | None,
+           norm: str = "Linf"
            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Tensor]:
     """Run the rungs in order, each on the points still robust (the baseline on every
     clean-correct point, so the paired comparison is on the same points); a screened
@@ -294,7 +305,7 @@ def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
         """Attack the points ``todo``; book what it breaks; its breaks on ``todo``."""
         hit, gaps, sizes, adv, fw, bw, secs = run_attack(
             rung.attack, rung.model, x[todo], y[todo], judge, batch_size, device, execution,
-            rung.name, progress)
+            rung.name, progress, norm)
         if confirm is not None and bool(hit.any()):
             claimed = hit.nonzero().squeeze(1)
             hit[claimed] = confirm(adv[claimed].to(device),
@@ -355,24 +366,25 @@ def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
     ledger = [{"index": i, "label": int(y[i]), "clean_correct": bool(correct[i]),
                "broken_by": broken_by[i],
                "margin": None if not correct[i] or math.isinf(margin[i]) else float(margin[i]),
-               "linf": None if math.isnan(linf[i]) else float(linf[i])} for i in range(n)]
+               # the breaking adversarial's size in the norm, under its name ("linf", ...)
+               norm.lower(): None if math.isnan(linf[i]) else float(linf[i])}
+              for i in range(n)]
     return ledger, rows, baseline
 
 
 def _curve(model: nn.Module, x: Tensor, y: Tensor, eps: float, plan: Budget, seed: int,
            draws: int, classes: int, judge: Any, batch_size: int, device: torch.device,
-           execution: Execution, progress: bool
+           execution: Execution, progress: bool, norm: str = "Linf"
            ) -> list[dict[str, Any]]:
     """Robust accuracy of the cheap cascade (APGD-CE, then APGD-DLR) on the model as it
-    is, over eps/4 ... a large eps: the curve AutoAttack's and Carlini's checks read."""
-    large = min(1.0, max(0.5, 4 * eps))
-    points = sorted({round(e, 6) for e in (eps / 4, eps / 2, eps, min(1.0, 2 * eps), large)
-                     if e > 0})
+    is, over eps/4 ... a large eps (``threat.curve_radii``): the curve AutoAttack's and
+    Carlini's checks read."""
+    points = curve_radii(eps, norm, x[0].numel())
     correct = judge(x.to(device), y.to(device))[0].cpu().logical_not()
     rows = []
     for e in points:
         robust = correct.clone()
-        for attack in curve_attacks(e, plan, seed, draws, classes):
+        for attack in curve_attacks(e, plan, seed, draws, classes, norm):
             todo = robust.nonzero().squeeze(1)
             if len(todo) == 0:
                 break

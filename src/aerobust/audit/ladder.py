@@ -17,8 +17,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from aerobust.attacks import APGD, PGD, Attack, Square
+from aerobust.attacks import APGD, FAB, PGD, Attack, Square
 from aerobust.attacks.base import attack_mode
+from aerobust.attacks.norms import size
 from aerobust.attacks.runner import Execution
 from aerobust.audit.stages import Stages
 
@@ -37,7 +38,11 @@ class Budget:
     ``screened_targets`` after them) and the more-steps check. A rung that would break
     a share ``r`` of the remaining points escapes a sample of ``m`` with probability
     ``(1 - r) ** m``: 5% for r = 3% at m = 100. ``None`` runs them on every point, as
-    AutoAttack does."""
+    AutoAttack does.
+
+    ``fab``: whether FAB-T (``fab_targets`` target classes, ``fab_steps`` steps, screened)
+    is a rung by default (the audit's ``fab=`` decides otherwise): ``thorough`` runs it,
+    as AutoAttack's standard version does."""
 
     name: str
     baseline_steps: int  # PGD on CE, the paper's attack
@@ -52,6 +57,9 @@ class Budget:
     curve_n: int  # points of the eps curve (the first ones)
     probe_n: int  # points the probes look at
     screen: int | None  # sample size for screened rungs; None: no screening
+    fab: bool = False  # FAB-T a rung by default
+    fab_targets: int = 9  # FAB-T's target classes (AutoAttack's 9)
+    fab_steps: int = 100  # FAB-T's steps (AutoAttack's 100)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,7 +69,7 @@ BUDGETS = {
     "quick": Budget("quick", baseline_steps=40, apgd_steps=50, restarts=1, targets=3,
                     screened_targets=0,
                     queries=500, eot=8, more_restarts=1, curve_steps=20, curve_n=50,
-                    probe_n=32, screen=50),
+                    probe_n=32, screen=50, fab_targets=3, fab_steps=50),
     "standard": Budget("standard", baseline_steps=40, apgd_steps=100, restarts=1, targets=3,
                        screened_targets=6,
                        queries=5000, eot=20, more_restarts=2, curve_steps=25, curve_n=200,
@@ -69,7 +77,7 @@ BUDGETS = {
     "thorough": Budget("thorough", baseline_steps=40, apgd_steps=200, restarts=5, targets=9,
                        screened_targets=0,
                        queries=10000, eot=40, more_restarts=5, curve_steps=50, curve_n=500,
-                       probe_n=128, screen=None),
+                       probe_n=128, screen=None, fab=True),
 }
 
 
@@ -88,23 +96,29 @@ class Rung:
 
 
 def build_rungs(model: nn.Module, stages: Stages, eps: float, budget: Budget, seed: int,
-                flagged: list[str], random: bool) -> list[Rung]:
-    """The rungs for this model, in the order they run (baseline first)."""
+                flagged: list[str], random: bool, norm: str = "Linf",
+                fab: bool | None = None) -> list[Rung]:
+    """The rungs for this model in the threat model ``norm``, in the order they run
+    (baseline first); FAB-T among them where ``fab`` says (None: the budget's default).
+    In L1 there is no Square rung (no L1 variant)."""
     b = budget
     eot = b.eot if random else 1
-    rungs = [Rung("pgd-ce", "baseline", PGD(eps=eps, steps=b.baseline_steps, seed=seed), model,
-                  f"PGD-{b.baseline_steps} on cross-entropy, the paper's attack"),
+    ball = "" if norm == "Linf" else f" in {norm}"
+    rungs = [Rung("pgd-ce", "baseline", PGD(eps=eps, steps=b.baseline_steps, seed=seed,
+                                            norm=norm), model,
+                  f"PGD-{b.baseline_steps} on cross-entropy{ball}, the paper's attack"),
              Rung("apgd-ce", "white-box", APGD(eps=eps, steps=b.apgd_steps, restarts=b.restarts,
-                                                seed=seed), model,
-                  f"APGD-CE, {b.apgd_steps} steps x {b.restarts} restart(s)"),
+                                                seed=seed, norm=norm), model,
+                  f"APGD-CE{ball}, {b.apgd_steps} steps x {b.restarts} restart(s)"),
              Rung("apgd-dlr", "white-box", APGD(eps=eps, steps=b.apgd_steps, loss="dlr",
-                                                 restarts=b.restarts, seed=seed), model,
-                  "APGD on the DLR loss (invariant to scaling the logits)")]
+                                                 restarts=b.restarts, seed=seed, norm=norm),
+                  model, f"APGD on the DLR loss{ball} (invariant to scaling the logits)")]
     if stages.front:
         rungs.append(Rung(
             "transfer", "transfer",
-            PGD(eps=eps, steps=b.apgd_steps, keep="last", seed=seed), stages.classifier,
-            f"PGD-{b.apgd_steps} (final iterate) on the classifier with "
+            PGD(eps=eps, steps=b.apgd_steps, keep="last", seed=seed, norm=norm),
+            stages.classifier,
+            f"PGD-{b.apgd_steps}{ball} (final iterate) on the classifier with "
             f"{', '.join(stages.names)} removed, scored on the whole model"))
     if flagged:
         bpda_model = stages.with_bpda(flagged)
@@ -112,51 +126,60 @@ def build_rungs(model: nn.Module, stages: Stages, eps: float, budget: Budget, se
             rungs.append(Rung(
                 f"bpda-apgd-{loss}", "white-box",
                 APGD(eps=eps, steps=b.apgd_steps, loss=loss, restarts=b.restarts, seed=seed,
-                     eot=eot), bpda_model,
-                f"APGD-{loss.upper()} with an identity backward pass (BPDA) through "
+                     eot=eot, norm=norm), bpda_model,
+                f"APGD-{loss.upper()}{ball} with an identity backward pass (BPDA) through "
                 f"{', '.join(flagged)}" + (f", EOT over {eot} draws" if random else "")))
     if random:
         for loss in ("ce", "dlr"):
             rungs.append(Rung(
                 f"eot-apgd-{loss}", "white-box",
                 APGD(eps=eps, steps=b.apgd_steps, loss=loss, restarts=b.restarts, seed=seed,
-                     eot=eot), model,
-                f"APGD-{loss.upper()} with gradients averaged over {eot} draws (EOT)"))
+                     eot=eot, norm=norm), model,
+                f"APGD-{loss.upper()}{ball} with gradients averaged over {eot} draws (EOT)"))
     strongest = stages.with_bpda(flagged) if flagged else model
     how = (" through BPDA" if flagged else "") + (" with EOT" if random else "")
     rungs.append(Rung(
         "apgd-t", "white-box",
         APGD(eps=eps, steps=b.apgd_steps, loss="dlr", targeted=True, n_target_classes=b.targets,
-             restarts=b.restarts, seed=seed, eot=eot),
-        strongest, f"APGD-T (targeted DLR) over the top {b.targets} other classes{how}"))
+             restarts=b.restarts, seed=seed, eot=eot, norm=norm),
+        strongest, f"APGD-T (targeted DLR){ball} over the top {b.targets} other classes{how}"))
     if b.screened_targets:
         last = b.targets + b.screened_targets
         rungs.append(Rung(
             "apgd-t-rest", "white-box",
             APGD(eps=eps, steps=b.apgd_steps, loss="dlr", targeted=True,
                  n_target_classes=b.screened_targets, first_target=b.targets,
-                 restarts=b.restarts, seed=seed, eot=eot),
-            strongest, f"APGD-T over the classes ranked {b.targets + 1}-{last}{how} (with the "
-            f"top {b.targets}, AutoAttack's {last} targets)", screened=True))
-    rungs += [
+                 restarts=b.restarts, seed=seed, eot=eot, norm=norm),
+            strongest, f"APGD-T{ball} over the classes ranked {b.targets + 1}-{last}{how} "
+            f"(with the top {b.targets}, AutoAttack's {last} targets)", screened=True))
+    if b.fab if fab is None else fab:
+        rungs.append(Rung(
+            "fab-t", "white-box",
+            FAB(eps=eps, norm=norm, n_target_classes=b.fab_targets, steps=b.fab_steps,
+                seed=seed, eot=eot), strongest,
+            f"FAB-T{ball}, minimum-norm steps onto the linearised boundary of each of the top "
+            f"{b.fab_targets} other classes, {b.fab_steps} steps{how}", screened=True))
+    if norm != "L1":
         # One draw per query even on a random model (EOT would multiply the budget):
         # the random search is noisier, and the judge still counts a majority of draws.
-        Rung("square", "black-box", Square(eps=eps, queries=b.queries, seed=seed), model,
-             f"Square, {b.queries} queries (score-based, no gradients)", screened=True),
-        Rung("apgd-dlr-more", "check",
-             APGD(eps=eps, steps=2 * b.apgd_steps, loss="dlr", restarts=b.more_restarts,
-                  seed=seed + 1, eot=eot), strongest,
-             f"APGD-DLR with twice the steps ({2 * b.apgd_steps}) and {b.more_restarts} "
-             "restart(s) from other random starts: does more effort still lower it?",
-             screened=True),
-    ]
+        rungs.append(Rung("square", "black-box",
+                          Square(eps=eps, queries=b.queries, seed=seed, norm=norm), model,
+                          f"Square{ball}, {b.queries} queries (score-based, no gradients)",
+                          screened=True))
+    rungs.append(Rung(
+        "apgd-dlr-more", "check",
+        APGD(eps=eps, steps=2 * b.apgd_steps, loss="dlr", restarts=b.more_restarts,
+             seed=seed + 1, eot=eot, norm=norm), strongest,
+        f"APGD-DLR{ball} with twice the steps ({2 * b.apgd_steps}) and {b.more_restarts} "
+        "restart(s) from other random starts: does more effort still lower it?",
+        screened=True))
     return rungs
 
 
-def curve_attacks(eps: float, budget: Budget, seed: int, eot: int, classes: int
-                  ) -> list[Attack]:
+def curve_attacks(eps: float, budget: Budget, seed: int, eot: int, classes: int,
+                  norm: str = "Linf") -> list[Attack]:
     """The cheap cascade behind the robust-accuracy-vs-eps curve."""
-    return [APGD(eps=eps, steps=budget.curve_steps, loss=loss, seed=seed, eot=eot)
+    return [APGD(eps=eps, steps=budget.curve_steps, loss=loss, seed=seed, eot=eot, norm=norm)
             for loss in ("ce", "dlr")[: 1 + (classes >= 3)]]
 
 
@@ -165,12 +188,13 @@ Judge = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 def run_attack(attack: Attack, model: nn.Module, x: Tensor, y: Tensor, judge: Judge,
                batch_size: int, device: torch.device, execution: Execution, desc: str,
-               progress: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, int, int, float]:
+               progress: bool, norm: str = "Linf"
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor, int, int, float]:
     """``attack`` on ``model`` over ``(x, y)`` in batches, under ``execution``; every
-    adversarial judged by ``judge`` (the audited model). Returns fooled, margin and Linf
-    size per point and the adversarials (on the CPU), the attack's passes and its
+    adversarial judged by ``judge`` (the audited model). Returns fooled, margin and size
+    in ``norm`` per point and the adversarials (on the CPU), the attack's passes and its
     seconds."""
-    fooled, margins, linf, advs = [], [], [], []
+    fooled, margins, sizes, advs = [], [], [], []
     forwards = backwards = 0
     start = time.perf_counter()
     with attack_mode(model), tqdm(total=len(x), desc=desc, unit="pt", leave=False,
@@ -183,12 +207,13 @@ def run_attack(attack: Attack, model: nn.Module, x: Tensor, y: Tensor, judge: Ju
             hit, gap = judge(result.x_adv, yb)
             fooled.append(hit.cpu())
             margins.append(gap.cpu())
-            linf.append(result.linf.cpu())
+            sizes.append(result.linf.cpu() if norm == "Linf" else
+                        size(result.x_adv - xb, norm).cpu())
             advs.append(result.x_adv.cpu())
             bar.update(len(xb))
     seconds = time.perf_counter() - start
     if not fooled:
         empty = torch.zeros(0)
         return empty.bool(), empty, empty, x[:0], 0, 0, seconds
-    return (torch.cat(fooled), torch.cat(margins), torch.cat(linf), torch.cat(advs), forwards,
+    return (torch.cat(fooled), torch.cat(margins), torch.cat(sizes), torch.cat(advs), forwards,
             backwards, seconds)

@@ -10,6 +10,7 @@ and are listed as evidence beside the verdict.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -149,12 +150,17 @@ def train_mode(model: nn.Module) -> Probe:
 
 
 def run_probes(model: nn.Module, stages: Stages, x: Tensor, y: Tensor, eps: float,
-               directions: int = 8) -> list[Probe]:
-    """Every probe on the points ``x`` (a few dozen suffice), model in eval mode."""
+               directions: int = 8, norm: str = "Linf") -> list[Probe]:
+    """Every probe on the points ``x`` (a few dozen suffice), model in eval mode; ``eps``
+    is a radius in ``norm``."""
     # Small enough that a smooth network is close to linear (an AE-C on digits: cosine
     # 0.83 at 1e-3, 0.50 at 1/64), large enough for float32 and to cross the steps of a
-    # quantiser somewhere among the pixels.
-    h = min(FD_STEP, eps / 2) if eps > 0 else FD_STEP
+    # quantiser somewhere among the pixels; a sign direction of Linf size h is at most
+    # half the eps-ball in its norm (its L2 size is h * sqrt(pixels), its L1 size h *
+    # pixels).
+    pixels = x[0].numel()
+    span = 1.0 if norm == "Linf" else math.sqrt(pixels) if norm == "L2" else float(pixels)
+    h = min(FD_STEP, eps / 2 / span) if eps > 0 else FD_STEP
     probes = [
         _gradient("model", lambda v: ce(model(v), y), x, "the cross-entropy loss"),
         _gradient("model", lambda v: margin(model(v), y), x, "the logit margin"),

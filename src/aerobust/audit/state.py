@@ -22,10 +22,10 @@ from torch import Tensor, nn
 
 import aerobust
 from aerobust import atomic
+from aerobust.code_version import closure, source_digest
 from aerobust.errors import UserError
 
 _LOG = logging.getLogger("aerobust.audit")
-_CODE = Path(__file__).resolve().parents[1]
 
 
 def _digest(chunks: list[bytes]) -> str:
@@ -49,11 +49,9 @@ def model_digest(model: nn.Module) -> str:
 
 
 def code_digest() -> str:
-    """aerobust's version and the sources that compute an audit's numbers (the audit
-    and every attack)."""
-    files = sorted([*(_CODE / "audit").glob("*.py"), *(_CODE / "attacks").glob("*.py")])
-    return aerobust.__version__ + "+" + _digest(
-        [p.name.encode() + b"\0" + p.read_bytes() for p in files])
+    """aerobust's version and the code that computes an audit's numbers: the import
+    closure of the audit (``aerobust.code_version``), as a cell's key counts it."""
+    return f"{aerobust.__version__}+{source_digest(closure(['aerobust.audit.core']))}"
 
 
 def state_key(settings: dict[str, Any], model: nn.Module, x: Tensor, y: Tensor

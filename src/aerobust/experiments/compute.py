@@ -161,8 +161,10 @@ def _compute(cell: Cell, ctx: Context) -> Row:
         g = gradient_amplitude(model, x, y, target=p["target"], batch_size=p["batch_size"])
         return {"gradient_amplitude": g, "n": len(x), "input_dims": x[0].numel(), **runs}
     if cell.task == "audit":
-        result = audit(model, x, y, p["eps"] / 255, budget=p["budget"], seed=p["seed"],
-                       batch_size=p["batch_size"], progress=ctx.progress)
+        norm = p.get("norm", "Linf")  # Linf eps in 0-255 units, L2 in [0,1] units
+        result = audit(model, x, y, p["eps"] / 255 if norm == "Linf" else p["eps"],
+                       budget=p["budget"], seed=p["seed"], batch_size=p["batch_size"],
+                       progress=ctx.progress, norm=norm)
         return {**audit_row(result.to_dict()), **runs}
     raise ValueError(f"unknown task {cell.task!r}")
 

@@ -30,9 +30,10 @@ def _attacked(rung: dict[str, Any]) -> str:
 def audit_blocks(audit: dict[str, Any], title: str = "Audit") -> list[Block]:
     """Blocks for one ``Audit.to_dict()``."""
     lo, hi = audit["robust_interval"]
+    norm = audit.get("norm", "Linf")
     blocks: list[Block] = [
         Heading(1, title),
-        Paragraph(f"**Verdict: {audit['verdict']}** at eps {audit['eps']:.4g} on "
+        Paragraph(f"**Verdict: {audit['verdict']}** at {norm} eps {audit['eps']:.4g} on "
                   f"{audit['n']} points, budget `{audit['budget']['name']}`, seed "
                   f"{audit['seed']}, {audit['seconds']:.1f} s."),
         Table(["", "robust accuracy (%)", "95% interval"],
@@ -71,10 +72,10 @@ def audit_blocks(audit: dict[str, Any], title: str = "Audit") -> list[Block]:
               [[p["name"], p["target"], "yes" if p["fired"] else "no", f"{p['value']:.3g}",
                 p["detail"]] for p in audit["probes"]],
               numeric=[False, False, False, True, False]),
-        Heading(2, "Robust accuracy against eps"),
+        Heading(2, f"Robust accuracy against {norm} eps"),
         Paragraph("APGD-CE then APGD-DLR on the model as it is, on the first "
                   f"{audit['curve'][0]['n'] if audit['curve'] else 0} points."),
-        Table(["eps", "robust accuracy (%)"],
+        Table([f"{norm} eps", "robust accuracy (%)"],
               [[f"{c['eps']:.4g}", _pct(c["robust_accuracy"])] for c in audit["curve"]],
               numeric=[True, True]),
     ]
@@ -195,25 +196,18 @@ def _over_seeds(rows: list[Row], variants: list[str]) -> Table:
 
 def paper_audit_blocks(part: Part) -> list[Block]:
     """One part's audit of the paper's models: the table, the figure, the claims."""
-    rows = part.rows.get("audit")
-    if rows is None:
+    every = part.rows.get("audit")
+    if every is None:
         return [Paragraph(f"`{part.name}`: {part.missing('audit')}.")]
+    # Linf rows (eps in 0-255 units) carry the paper's claims; L2 rows get their own table.
+    rows = [r for r in every if r.get("norm", "Linf") == "Linf"]
+    l2 = [r for r in every if r.get("norm") == "L2"]
+    if not rows:
+        return [Paragraph(f"`{part.name}`: no Linf audit rows."), *_l2_blocks(l2)]
     first = rows[0]
     seeds = sorted({seed_of(r) for r in rows})
     variants = list(dict.fromkeys(r["variant"] for r in rows))
-    table = Table(
-        ["model", "eps", "seed", "clean (%)", "PGD-CE (%)", "audited (%)", "95% interval",
-         "audited - PGD-CE", "McNemar p", "verdict", "closed by", "evidence"],
-        [[r["variant"], f"{r['eps']:g}", str(seed_of(r)), fmt(r["clean_accuracy"], 1),
-          fmt(r["baseline_accuracy"], 1), fmt(r["audited_accuracy"], 1),
-          "{} - {}".format(*(fmt(v, 1) for v in r["audited_interval"])),
-          signed(r["audited_accuracy"] - r["baseline_accuracy"], 1), f"{r['mcnemar_p']:.2g}",
-          r["verdict"],
-          f"`{r['closed_by']}`" if r["closed_by"] else "-", " ".join(r["reasons"])]
-         for r in sorted(rows, key=lambda r: (variants.index(r["variant"]), r["eps"],
-                                              seed_of(r)))],
-        numeric=[False, True, True, True, True, True, True, True, True, False, False, False],
-        status_column=9)
+    table = _audit_table(rows, variants, "eps")
     claims = _claims(rows, part.paper_dataset)
     spread = [] if len(seeds) < 2 else [
         Paragraph(f"Over the {len(seeds)} seeds (mean ± std; the interval is Student's t over "
@@ -237,4 +231,35 @@ def paper_audit_blocks(part: Part) -> list[Block]:
                "audited (dark, 95% interval: the points' with one seed, Student's t over "
                "the seeds' means with several); blue without the AE, orange with it."),
         Table(["Claim", "Audit", "Figures"], [list(c) for c in claims], status_column=1),
+        *_l2_blocks(l2),
+    ]
+
+
+def _audit_table(rows: list[Row], variants: list[str], eps_title: str) -> Table:
+    """One row per audit: the model, its eps and seed, the numbers, verdict, evidence."""
+    return Table(
+        ["model", eps_title, "seed", "clean (%)", "PGD-CE (%)", "audited (%)", "95% interval",
+         "audited - PGD-CE", "McNemar p", "verdict", "closed by", "evidence"],
+        [[r["variant"], f"{r['eps']:g}", str(seed_of(r)), fmt(r["clean_accuracy"], 1),
+          fmt(r["baseline_accuracy"], 1), fmt(r["audited_accuracy"], 1),
+          "{} - {}".format(*(fmt(v, 1) for v in r["audited_interval"])),
+          signed(r["audited_accuracy"] - r["baseline_accuracy"], 1), f"{r['mcnemar_p']:.2g}",
+          r["verdict"],
+          f"`{r['closed_by']}`" if r["closed_by"] else "-", " ".join(r["reasons"])]
+         for r in sorted(rows, key=lambda r: (variants.index(r["variant"]), r["eps"],
+                                              seed_of(r)))],
+        numeric=[False, True, True, True, True, True, True, True, True, False, False, False],
+        status_column=9)
+
+
+def _l2_blocks(rows: list[Row]) -> list[Block]:
+    """C and AE-C audited in L2, at radii around CW's and DeepFool's median L2."""
+    if not rows:
+        return []
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    return [
+        Paragraph("In L2 (eps in the [0,1] pixel scale, as AutoAttack's; PGD-CE is PGD-L2 "
+                  "on cross-entropy), C and AE-C at radii around the median L2 of the "
+                  "paper's minimum-norm attacks, CW and DeepFool (Table 1):"),
+        _audit_table(rows, variants, "L2 eps"),
     ]

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from aerobust.cli import main
 from tests.test_cli import _run
 
 

@@ -40,9 +40,10 @@ from tqdm.auto import tqdm
 
 from aerobust import atomic, cluster
 from aerobust.allocator import allocator_settings, retain_freed_memory
+from aerobust.corrupt import set_aside
 from aerobust.errors import UserError
 from aerobust.experiments import EXPERIMENTS, ExperimentConfig, Workspace, run_experiment
-from aerobust.experiments.examples import write_examples
+from aerobust.experiments.examples import examples_current, write_examples
 from aerobust.experiments.workspace import Planned
 from aerobust.provenance import library_versions
 from aerobust.training import RunStore
@@ -95,10 +96,18 @@ def _logging_to(path: Path) -> Iterator[None]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    """The file's object; {} when absent, or when it does not parse (then it is set
+    aside, and what it recorded is redone)."""
+    if not path.is_file():
         return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    if isinstance(data, dict):
+        return data
+    set_aside(path, "not readable JSON (truncated or edited?)", "redoing what it recorded")
+    return {}
 
 
 def _sessions(previous: dict[str, Any], configs: dict[str, str]) -> list[dict[str, Any]]:
@@ -114,7 +123,7 @@ def _is_done(ws: Workspace, part_dir: Path, part: dict[str, Any], name: str) -> 
     plan cached under its current key (a changed attack's cells are not)."""
     entry = part.get("experiments", {}).get(name)
     return (entry is not None and entry.get("config_hash") == ws.config.digest
-            and (part_dir / f"{name}.json").is_file()
+            and isinstance(_read_json(part_dir / f"{name}.json").get("rows"), list)
             and all(p.cached for p in ws.plan(name, part_dir)))
 
 
@@ -279,7 +288,7 @@ class _Part:
 
     def close(self, todo: Sequence[str]) -> None:
         """The examples for the report (the first seed's C and AE-C), and the record."""
-        if todo or not (self.dir / "examples.npz").is_file():
+        if todo or not examples_current(self.dir, self.ws.config.digest):
             write_examples(self.ws, self.dir)
             self.data["runs"].update(_run_summaries(self.ws))
         self.write()

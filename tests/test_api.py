@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import aerobust
@@ -30,5 +31,15 @@ def test_readme_example_evaluates_your_own_ae_and_classifier(tmp_path: Path) -> 
         result = aerobust.evaluate(model, dataset.x_test, dataset.y_test, pgd)
         print(name, result.clean_accuracy, result.robust_accuracy)
     # ---
-        assert 0 <= result.robust_accuracy <= result.clean_accuracy <= 1
         assert result.n == len(dataset.x_test)
+        # the accuracies, computed here from the model and the attack's own adversarials
+        x, y = dataset.x_test, dataset.y_test
+        with torch.no_grad():
+            clean = model(x).argmax(1) == y
+        x_adv = pgd(model, x, y).x_adv
+        assert float((x_adv - x).abs().max()) <= 20 / 255 + 1e-6
+        with torch.no_grad():
+            robust = clean & (model(x_adv).argmax(1) == y)
+        assert result.clean_accuracy == pytest.approx(float(clean.double().mean()))
+        assert result.robust_accuracy == pytest.approx(float(robust.double().mean()))
+        assert result.clean_accuracy > 0.9

@@ -72,6 +72,8 @@ def _problem(path: Path, spec: TrainSpec) -> str | None:
         if path.name == METRICS_FILE:
             return None
         recorded = data.get("spec")
+    if recorded is None:  # nothing recorded (an older store's file): nothing to contradict
+        return None
     try:
         same = TrainSpec.from_dict(recorded).digest == spec.digest
     except (TypeError, ValueError, UserError):

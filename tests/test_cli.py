@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from aerobust.cli import main
-from aerobust.models import build_model, save_checkpoint
+from aerobust.models import build_model, load_model, save_checkpoint
 from tests.conftest import make_dataset
 
 
@@ -44,7 +45,13 @@ def test_train_then_eval_c_and_ae_c(tmp_path: Path, capsys) -> None:
     assert code == 0
     res = json.loads(out)
     assert res["accuracy_C"] == pytest.approx(clf["test_accuracy"])
-    assert 0 <= res["accuracy_AE_C"] <= 1
+    # AE-C's accuracy, computed here from the two checkpoints and the npz
+    with np.load(tmp_path / "d.npz") as npz:
+        x, y = torch.from_numpy(npz["x_test"]), torch.from_numpy(npz["y_test"])
+    ae, c = load_model(Path(ae_run) / "model.pt"), load_model(clf["checkpoint"])
+    with torch.no_grad():
+        expected = float((c(ae(x)).argmax(1) == y).double().mean())
+    assert res["accuracy_AE_C"] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 from aerobust.cli import main
 from aerobust.errors import UserError
 from aerobust.experiments import ExperimentConfig, Workspace, run_experiment
+from aerobust.models import AEClassifier, load_model
 from aerobust.report import write_experiment
 from aerobust.training import RunStore
 from tests.conftest import make_dataset
@@ -106,6 +109,20 @@ def test_attack_command_on_c_and_ae_c(tmp_path: Path, npz: str, capsys) -> None:
     assert main([*base, "--attack", "fgsm", "--eps", "51", "--ae", ae]) == 0
     ae_c = json.loads(capsys.readouterr().out)
     assert ae_c["model"] == "AE-C" and ae_c["params"]["eps"] == pytest.approx(0.2)
+    # the accuracies, computed here: FGSM by hand on each model
+    with np.load(npz.removeprefix("npz:")) as data:
+        x, y = torch.from_numpy(data["x_test"]), torch.from_numpy(data["y_test"])
+    c_model = load_model(Path(clf) / "model.pt")
+    for result, model in ((c, c_model), (ae_c, AEClassifier(load_model(Path(ae) / "model.pt"),
+                                                           c_model).eval())):
+        x_var = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_var), y, reduction="sum"), x_var)
+        x_adv = (x + 0.2 * grad.sign()).clamp(0, 1)
+        with torch.no_grad():
+            clean = model(x).argmax(1) == y
+            robust = clean & (model(x_adv).argmax(1) == y)
+        assert result["clean_accuracy"] == pytest.approx(float(clean.double().mean()))
+        assert result["robust_accuracy"] == pytest.approx(float(robust.double().mean()))
     assert main([*base, "--attack", "pgd", "--eps", "20", "--steps", "3",
                  "--param", "restarts=2", "--n", "10"]) == 0
     pgd = json.loads(capsys.readouterr().out)

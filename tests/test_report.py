@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import torch
 
+from aerobust.cli import main
 from aerobust.errors import UserError
 from aerobust.experiments import ExperimentConfig, Workspace, run_experiment
 from aerobust.experiments.examples import write_examples
@@ -282,6 +283,40 @@ def test_two_parts_share_figure4(results: Path, tmp_path: Path) -> None:
         return int.from_bytes(png[16:20], "big")
 
     assert width(paths["figure4"].read_bytes()) == pytest.approx(2 * width(single), rel=0.05)
+
+
+def test_report_command_writes_the_pages_the_rows_say(results: Path, tmp_path: Path,
+                                                     capsys) -> None:
+    out = _copy(results, tmp_path)
+    assert main(["report", str(out), "--json"]) == 0
+    paths = {k: Path(v) for k, v in json.loads(capsys.readouterr().out).items()}
+    assert paths["md"] == out / "report.md" and paths["html"] == out / "report.html"
+    md = paths["md"].read_text()
+    # Table 1's clean accuracies of C and AE-C (one seed), as the rows file has them
+    clean = {r["variant"]: r["accuracy"] for r in _rows(results, "table1")
+             if r["attack"] == "clean"}
+    cells = next(line for line in md.splitlines() if line.startswith("| clean | 0 |")).split(
+        " | ")
+    assert (cells[2], cells[5]) == (f"{clean['C']:.2f}", f"{clean['AE-C']:.2f}")
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("absent", "no such folder"),
+    ("no manifest", "no reproduce.json"),
+    ("corrupt manifest", "reproduce.json: not readable JSON"),
+])
+def test_report_command_errors_are_one_line(results: Path, tmp_path: Path, capsys,
+                                            damage: str, message: str) -> None:
+    out = _copy(results, tmp_path)
+    if damage == "absent":
+        out = tmp_path / "nowhere"
+    elif damage == "no manifest":
+        (out / "reproduce.json").unlink()
+    else:
+        (out / "reproduce.json").write_text("{")
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and str(out) in err
 
 
 def test_no_manifest_is_a_user_error(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from aerobust.data.sources import DATA_DIR_HELP
 from aerobust.errors import UserError
 from aerobust.names import EXPERIMENT_NAMES
+from aerobust.paths import file_to_write, folder, os_error_line
 
 EXIT_USER_ERROR = 2
 
@@ -27,10 +28,10 @@ def _common(p: argparse.ArgumentParser, data: bool = True, store: bool = False) 
     if data:
         p.add_argument("--dataset", default="digits",
                        help="digits (bundled, default), mnist, cifar10 or npz:PATH")
-        p.add_argument("--data-dir", type=Path, default=None,
+        p.add_argument("--data-dir", type=folder, default=None,
                        help=DATA_DIR_HELP)
     if store:
-        p.add_argument("--store", type=Path, default=None,
+        p.add_argument("--store", type=folder, default=None,
                        help="run store folder (default ~/.cache/aerobust/runs or $AEROBUST_STORE)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -606,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--budget", default="standard", choices=("quick", "standard", "thorough"))
     aud.add_argument("--seed", type=int, default=0)
     aud.add_argument("--batch-size", type=int, default=256)
-    aud.add_argument("--out", type=Path, default=None,
+    aud.add_argument("--out", type=folder, default=None,
                      help="write audit.json, audit.md and audit.html here, and every finished "
                           "rung to OUT/audit-state as it ends: the same command after a crash "
                           "or a kill computes only what had not finished (local backend)")
@@ -616,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("experiment", help="run one of the paper's tables or figures")
     exp.add_argument("name", choices=tuple(EXPERIMENT_NAMES))
-    exp.add_argument("--out", type=Path, default=None,
+    exp.add_argument("--out", type=folder, default=None,
                      help="output folder (default results/<dataset>)")
     _experiment_options(exp)
     _common(exp, store=True)
@@ -631,9 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"comma-separated subset of {','.join(EXPERIMENT_NAMES)}")
     rep.add_argument("--dataset", default=None,
                      help="replace the preset's data, keeping its settings (e.g. npz:PATH)")
-    rep.add_argument("--data-dir", type=Path, default=None,
+    rep.add_argument("--data-dir", type=folder, default=None,
                      help=DATA_DIR_HELP)
-    rep.add_argument("--out", type=Path, default=None,
+    rep.add_argument("--out", type=folder, default=None,
                      help="output folder (default results/<preset>)")
     _backend_options(rep, jobs=True)
     rep.add_argument("--plan", action="store_true",
@@ -645,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="report.md and report.html from a reproduce folder "
                                            "(reads results only)")
-    report.add_argument("dir", type=Path, help="the --out folder of `aerobust reproduce`")
+    report.add_argument("dir", type=folder, help="the --out folder of `aerobust reproduce`")
     report.add_argument("--json", action="store_true", help="print the result as JSON")
     report.set_defaults(func=cmd_report)
 
@@ -653,17 +654,17 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="action", required=True, parser_class=_Parser)
     dl = data_sub.add_parser("download", help="fetch the official files, md5-checked")
     dl.add_argument("name", help="mnist or cifar10")
-    dl.add_argument("--data-dir", type=Path, required=True)
+    dl.add_argument("--data-dir", type=folder, required=True)
     info = data_sub.add_parser("info", help="sizes, class counts and checksum")
     info.add_argument("name", help="digits, mnist, cifar10 or npz:PATH")
-    info.add_argument("--data-dir", type=Path, default=None)
+    info.add_argument("--data-dir", type=folder, default=None)
     split = data_sub.add_parser(
         "mnist-test-split",
         help="write the official MNIST test set as an npz: first N to train, rest to test "
              "(a real-data check where the 60k training images are absent)")
-    split.add_argument("--data-dir", type=Path, required=True,
+    split.add_argument("--data-dir", type=folder, required=True,
                        help="folder with t10k-images-idx3-ubyte(.gz) and t10k-labels")
-    split.add_argument("--out", type=Path, required=True, help="npz file to write")
+    split.add_argument("--out", type=file_to_write, required=True, help="npz file to write")
     split.add_argument("--n-train", type=int, default=8000)
     for p in (dl, info, split):
         p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -682,6 +683,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         func(args)
     except UserError as exc:
         print(f"aerobust: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:  # a file or folder the user named could not be read or made
+        line = os_error_line(exc)
+        if line is None:
+            raise
+        print(f"aerobust: error: {line}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("aerobust: interrupted; run the same command again to resume", file=sys.stderr)

@@ -34,9 +34,10 @@ from tqdm.auto import tqdm
 
 from aerobust import atomic, backends
 from aerobust.backends import run_summaries
+from aerobust.corrupt import set_aside
 from aerobust.errors import UserError
 from aerobust.experiments import EXPERIMENTS, ExperimentConfig, Workspace
-from aerobust.experiments.examples import write_examples
+from aerobust.experiments.examples import examples_current, write_examples
 from aerobust.provenance import library_versions
 from aerobust.training import RunStore
 
@@ -86,10 +87,18 @@ def _logging_to(path: Path) -> Iterator[None]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    """The file's object; {} when absent, or when it does not parse (then it is set
+    aside, and what it recorded is redone)."""
+    if not path.is_file():
         return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    if isinstance(data, dict):
+        return data
+    set_aside(path, "not readable JSON (truncated or edited?)", "redoing what it recorded")
+    return {}
 
 
 def _sessions(previous: dict[str, Any], configs: dict[str, str]) -> list[dict[str, Any]]:
@@ -105,7 +114,7 @@ def _is_done(ws: Workspace, part_dir: Path, part: dict[str, Any], name: str) -> 
     plan cached under its current key (a changed attack's cells are not)."""
     entry = part.get("experiments", {}).get(name)
     return (entry is not None and entry.get("config_hash") == ws.config.digest
-            and (part_dir / f"{name}.json").is_file()
+            and isinstance(_read_json(part_dir / f"{name}.json").get("rows"), list)
             and all(p.cached for p in ws.plan(name, part_dir)))
 
 
@@ -222,7 +231,7 @@ class _Part:
 
     def close(self) -> None:
         """The examples for the report (the first seed's C and AE-C), and the record."""
-        if self.todo or not (self.dir / "examples.npz").is_file():
+        if self.todo or not examples_current(self.dir, self.ws.config.digest):
             write_examples(self.ws, self.dir)
             self.data["runs"].update(run_summaries(self.ws))
         self.write()

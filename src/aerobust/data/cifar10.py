@@ -23,6 +23,7 @@ from aerobust.data.sources import (
     verify_official_md5,
 )
 from aerobust.errors import DataError
+from aerobust.paths import file_to_read
 
 BATCHES_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -150,7 +151,8 @@ def _find_batches(data_dir: Path, verify_md5: bool) -> Path:
             return folder / BATCHES_DIR
     for folder in folders:
         archive = folder / CIFAR10_ARCHIVE
-        if archive.is_file():
+        if archive.exists():
+            file_to_read(archive, "a CIFAR-10 archive")
             if md5_check_wanted(verify_md5):
                 verify_official_md5(archive, "cifar10", data_dir)
             return safe_extract(archive, folder)

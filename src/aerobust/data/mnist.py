@@ -20,6 +20,7 @@ from aerobust.data.sources import (
     verify_official_md5,
 )
 from aerobust.errors import DataError
+from aerobust.paths import file_to_read
 
 IMAGE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABEL_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
@@ -72,7 +73,9 @@ def locate(data_dir: Path, names: tuple[str, ...]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for name in names:
         for folder in candidate_dirs(data_dir, "mnist"):
-            hit = next((p for p in (folder / f"{name}.gz", folder / name) if p.is_file()), None)
+            hit = next((file_to_read(p, "an IDX file") for p in (folder / f"{name}.gz",
+                                                                  folder / name)
+                        if p.exists()), None)
             if hit is not None:
                 found[name] = hit
                 break

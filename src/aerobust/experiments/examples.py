@@ -5,12 +5,14 @@ config (the report only reads them)."""
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from aerobust import atomic, attacks
+from aerobust.corrupt import set_aside
 from aerobust.experiments.recipes import variant
 from aerobust.experiments.workspace import Workspace
 from aerobust.metrics import predict
@@ -18,15 +20,27 @@ from aerobust.metrics import predict
 FILE = "examples.npz"
 
 
+def examples_current(out_dir: Path, config_digest: str) -> bool:
+    """Whether ``out_dir`` holds the examples of this config; a file that does not parse
+    is set aside (and so drawn again)."""
+    path = Path(out_dir) / FILE
+    if not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as old:
+            return str(old["config_hash"]) == config_digest
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        set_aside(path, "not a readable examples file (truncated or edited?)")
+        return False
+
+
 def write_examples(ws: Workspace, out_dir: Path, k: int = 8) -> Path:
     """``examples.npz`` for the first ``k`` test images, attacked with PGD at the larger
     of Table 1's epsilons, on the first seed's models; kept when it was made under the
     same config."""
     path = Path(out_dir) / FILE
-    if path.is_file():
-        with np.load(path) as old:
-            if str(old["config_hash"]) == ws.config.digest:
-                return path
+    if examples_current(out_dir, ws.config.digest):
+        return path
     ctx, seed = ws.context, ws.config.seed
     x, y = ctx.images(k)
     c, ae_c = (ctx.model(variant(ws.setup, name, seed)) for name in ("C", "AE-C"))

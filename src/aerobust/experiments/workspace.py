@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aerobust import atomic
+from aerobust.corrupt import set_aside
 from aerobust.data import Dataset, load_dataset
 from aerobust.experiments import audit, figure2, figure4, table1, table2, table3, table4
 from aerobust.experiments.compute import Context, Row
@@ -39,7 +40,24 @@ class Planned:
 
     @property
     def cached(self) -> bool:
-        return self.path.is_file()
+        return self.load() is not None
+
+    def load(self) -> Row | None:
+        """The row computed before under this key; None when there is none. A cell file
+        that does not parse, or holds another cell's row, is set aside, so the cell is
+        computed again."""
+        if not self.path.is_file():
+            return None
+        try:
+            row = json.loads(self.path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            problem = "not a readable cell file (truncated or edited?)"
+        else:
+            if isinstance(row, dict) and row.get("key") == self.key:
+                return row
+            problem = "holds another cell's row, not the one of its key"
+        set_aside(self.path, problem)
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "cached": self.cached, **self.cell.spec(),
@@ -86,9 +104,8 @@ class Workspace:
 
     def run(self, planned: Planned) -> Row:
         """One cell's row: read back when computed before, else computed now."""
-        if planned.cached:
-            row = json.loads(planned.path.read_text())
-        else:
+        row = planned.load()
+        if row is None:
             start = time.perf_counter()
             values = compute_cell(planned.cell, self.context)
             row = self.record(planned, values, time.perf_counter() - start)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pickle
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +48,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: refused: the file holds pickled objects that are not plain weights "
             "(aerobust never executes code from a checkpoint)"
         ) from exc
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated?)") from exc
+    except Exception as exc:  # torch's unpickler raises anything (KeyError on a text file)
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt, truncated, or "
+                              f"not a checkpoint: {type(exc).__name__})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an aerobust checkpoint")
     if payload.get("format_version") != FORMAT_VERSION:

@@ -4,10 +4,12 @@ every finished experiment and the example images. Nothing here computes a number
 from __future__ import annotations
 
 import json
+import sys
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -15,6 +17,7 @@ from aerobust.errors import UserError
 from aerobust.names import EXPERIMENT_NAMES
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 EXPERIMENTS = EXPERIMENT_NAMES
 EXAMPLE_ARRAYS = ("clean", "reconstruction", "adv_c", "adv_ae_c", "label", "pred_c_clean",
@@ -32,6 +35,8 @@ class Part:
     rows: dict[str, list[Row]]
     examples: dict[str, np.ndarray] | None
     requested: tuple[str, ...] | None
+    # the experiments whose rows file is there but unreadable, with what is wrong
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     @property
     def paper_dataset(self) -> str:
@@ -47,6 +52,9 @@ class Part:
             return "not run (no part.json: this part never started)"
         if self.requested is not None and experiment not in self.requested:
             return "not run (not requested)"
+        if experiment in self.unreadable:
+            return (f"not run ({experiment}.json: {self.unreadable[experiment]}; the same "
+                    "`aerobust reproduce` again recomputes what it lacks)")
         return "not run"
 
     def paper_note(self, paper_dataset: str | None = None) -> str:
@@ -100,17 +108,32 @@ def read_rows(path: Path) -> dict[str, Any]:
     return data
 
 
-def _finished_rows(part_dir: Path, meta: dict[str, Any]) -> dict[str, list[Row]]:
-    """Rows of the experiments part.json lists as finished. A rows file it does not list
-    is from an interrupted run or an older config, so it is left out."""
-    rows = {}
+def _readable(read: Callable[[Path], T], path: Path) -> tuple[T | None, str | None]:
+    """``read(path)``, or, where the file is corrupt, None and what is wrong with it, said
+    in one warning line: the report shows the rest (a results file is never fatal)."""
+    try:
+        return read(path), None
+    except UserError as exc:
+        problem = str(exc).removeprefix(f"{path}: ")
+    print(f"aerobust: warning: {path}: {problem}; reported as missing", file=sys.stderr)
+    return None, problem
+
+
+def _finished_rows(part_dir: Path, meta: dict[str, Any]
+                   ) -> tuple[dict[str, list[Row]], dict[str, str]]:
+    """Rows of the experiments part.json lists as finished, and those whose rows file
+    does not parse. A rows file it does not list is from an interrupted run or an older
+    config, so it is left out."""
+    rows, unreadable = {}, {}
     for name in EXPERIMENTS:
         if name not in meta.get("experiments", {}):
             continue
-        data = _read_json(part_dir / f"{name}.json")
-        if data is not None and data.get("rows"):
+        data, problem = _readable(_read_json, part_dir / f"{name}.json")
+        if problem is not None:
+            unreadable[name] = problem
+        elif data is not None and data.get("rows"):
             rows[name] = data["rows"]
-    return rows
+    return rows, unreadable
 
 
 def load_results(out_dir: str | Path) -> Results:
@@ -124,10 +147,12 @@ def load_results(out_dir: str | Path) -> Results:
     parts = []
     for name in names:
         part_dir = root / name
-        meta = _read_json(part_dir / "part.json") or {}
-        parts.append(Part(name=name, meta=meta, rows=_finished_rows(part_dir, meta),
-                          examples=_read_examples(part_dir / "examples.npz"),
-                          requested=None if requested is None else tuple(requested)))
+        meta = _readable(_read_json, part_dir / "part.json")[0] or {}
+        rows, unreadable = _finished_rows(part_dir, meta)
+        parts.append(Part(name=name, meta=meta, rows=rows,
+                          examples=_readable(_read_examples, part_dir / "examples.npz")[0],
+                          requested=None if requested is None else tuple(requested),
+                          unreadable=unreadable))
     return Results(root=root, manifest=manifest, parts=parts)
 
 

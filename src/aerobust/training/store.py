@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from aerobust import atomic
+from aerobust.corrupt import set_aside
 from aerobust.data import Dataset
 from aerobust.device import resolve_device
 from aerobust.errors import CheckpointError, UserError
-from aerobust.models import load_model, save_checkpoint
+from aerobust.models import load_model, read_checkpoint, save_checkpoint
 from aerobust.provenance import library_versions
 from aerobust.threads import stored_work_threads
 from aerobust.training.spec import TrainSpec
@@ -27,8 +28,12 @@ from aerobust.training.trainer import fit
 
 MODEL_FILE = "model.pt"
 RESUME_FILE = "resume.pt"
+METRICS_FILE = "metrics.json"
+RUN_FILE = "run.json"
+# a finished run's files, in the order training writes them
+FINISHED_FILES = (MODEL_FILE, METRICS_FILE, RUN_FILE)
 # what a finished run consists of: what ``export`` carries to another machine's store
-RUN_FILES = ("spec.json", "metrics.json", "run.json", MODEL_FILE)
+RUN_FILES = ("spec.json", METRICS_FILE, RUN_FILE, MODEL_FILE)
 
 
 def default_store() -> Path:
@@ -51,6 +56,33 @@ class Run:
         return load_model(self.checkpoint, kind=self.spec.kind, device=device)
 
 
+def _problem(path: Path, spec: TrainSpec) -> str | None:
+    """What is wrong with a finished run's file, if anything: it does not parse, or it
+    records another spec than the one its run directory is named after."""
+    if path.name == MODEL_FILE:
+        try:
+            recorded = read_checkpoint(path).get("spec")
+        except CheckpointError as exc:
+            return str(exc).removeprefix(f"{path}: ")
+    else:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return "not readable JSON (truncated or edited?)"
+        if not isinstance(data, dict):
+            return "not a JSON object"
+        if path.name == METRICS_FILE:
+            return None
+        recorded = data.get("spec")
+    if recorded is None:  # nothing recorded (an older store's file): nothing to contradict
+        return None
+    try:
+        same = TrainSpec.from_dict(recorded).digest == spec.digest
+    except (TypeError, ValueError, UserError):
+        same = False
+    return None if same else "records another training spec than its run's"
+
+
 @contextmanager
 def _locked(run_dir: Path) -> Iterator[None]:
     """One process trains a run at a time; a second waits, then finds it finished."""
@@ -71,11 +103,18 @@ class RunStore:
         return self.root / spec.run_name
 
     def finished(self, spec: TrainSpec) -> Run | None:
+        """The finished run of ``spec``; None when there is none. A run file that does
+        not parse, or belongs to another spec, is set aside, so the run trains again
+        (a run killed while its files were written lacks some, and resumes)."""
         path = self.path(spec)
-        if not (path / MODEL_FILE).is_file():
+        if not all((path / name).is_file() for name in FINISHED_FILES):
             return None
-        metrics = json.loads((path / "metrics.json").read_text())
-        return Run(path, spec, metrics)
+        for name in FINISHED_FILES:
+            problem = _problem(path / name, spec)
+            if problem is not None:
+                set_aside(path / name, problem, "training the run again")
+                return None
+        return Run(path, spec, json.loads((path / METRICS_FILE).read_text()))
 
     def train(
         self,
@@ -118,8 +157,8 @@ class RunStore:
                           "dataset": dataset.name, "dataset_checksum": dataset.checksum,
                           "versions": library_versions()}
             save_checkpoint(path / MODEL_FILE, model, spec.arch, spec.arch_kwargs, **provenance)
-            atomic.write_json(path / "metrics.json", metrics)
-            atomic.write_json(path / "run.json", provenance)
+            atomic.write_json(path / METRICS_FILE, metrics)
+            atomic.write_json(path / RUN_FILE, provenance)
             resume.unlink(missing_ok=True)
             return Run(path, spec, metrics)
 

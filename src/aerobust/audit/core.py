@@ -10,6 +10,7 @@ attack, with a paired test on the same points.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -25,6 +26,7 @@ from aerobust.attacks.base import attack_mode
 from aerobust.attacks.losses import margin as margin_loss
 from aerobust.attacks.runner import Execution
 from aerobust.audit.ladder import BUDGETS, Budget, Rung, build_rungs, curve_attacks, run_attack
+from aerobust.audit.outputs import logit_view
 from aerobust.audit.probes import Probe, flagged_stages, is_random, run_probes, train_mode
 from aerobust.audit.stages import split
 from aerobust.audit.state import AuditState, rng_for, state_key
@@ -185,7 +187,14 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         correct = torch.cat([~judge(x[i : i + batch_size].to(device),
                                     y[i : i + batch_size].to(device))[0].cpu()
                              for i in range(0, len(x), batch_size)])
-        rungs = build_rungs(model, stages, eps, plan, seed, flagged, random)
+        # Outputs that are not logits: the ladder attacks a view whose outputs are; the
+        # paper's attack sees the model as given, as its users ran it
+        view, evidence = logit_view(stages, probe_x)
+        probes.append(evidence)
+        attacked = model if view is None else view.rebuild()
+        rungs = [dataclasses.replace(r, model=model) if r.kind == "baseline" else r
+                 for r in build_rungs(attacked, view or stages, eps, plan, seed, flagged,
+                                      random)]
         classes = int(model(x[:1].to(device)).shape[1])
         # DLR needs 3 classes, its targeted form 4: fewer, and those rungs cannot run
         rungs = [r for r in rungs if classes >= 3 + bool(getattr(r.attack, "targeted", False))
@@ -199,7 +208,7 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         curve = saved and saved.load("curve")
         if curve is None:
             rng_for(seed, "curve")
-            curve = _curve(model, x[: plan.curve_n], y[: plan.curve_n], eps, plan, seed,
+            curve = _curve(attacked, x[: plan.curve_n], y[: plan.curve_n], eps, plan, seed,
                            draws, classes, judge, batch_size, device, policy, progress)
             if saved is not None:
                 saved.save("curve", curve)

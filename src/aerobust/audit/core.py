@@ -22,7 +22,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from aerobust.attacks import judgment
 from aerobust.attacks.base import attack_mode
+from aerobust.attacks.judgment import JUDGE_DRAWS, votes
 from aerobust.attacks.losses import margin as margin_loss
 from aerobust.attacks.runner import Execution
 from aerobust.audit.ladder import BUDGETS, Budget, Rung, build_rungs, curve_attacks, run_attack
@@ -102,15 +104,13 @@ class Audit:
 
 
 def _judge(model: nn.Module, draws: int) -> Any:
-    """Whether ``x_adv`` fools the audited model (a majority of ``draws`` forwards for a
-    random model) and the logit margin ``max_{j!=y} z_j - z_y`` of the mean logits."""
+    """Whether ``x_adv`` fools the audited model (the tool's judgment,
+    ``attacks.judgment``: a majority of ``draws`` fresh forwards for a random model) and
+    the logit margin ``max_{j!=y} z_j - z_y`` of the mean logits."""
 
-    @torch.no_grad()
     def judge(x_adv: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        outs = [model(x_adv) for _ in range(draws)]
-        wrong = sum((o.argmax(dim=1) != y).int() for o in outs)
-        mean = outs[0] if draws == 1 else torch.stack(outs).mean(dim=0)
-        return 2 * wrong > draws, margin_loss(mean, y)
+        wrong, mean = votes(model, x_adv, y, draws)
+        return wrong, margin_loss(mean, y)
 
     return judge
 
@@ -181,8 +181,8 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         probe_x, probe_y = x[: plan.probe_n].to(device), y[: plan.probe_n].to(device)
         probes = [*run_probes(model, stages, probe_x, probe_y, eps), as_given]
         flagged = flagged_stages(probes, stages)
-        random = is_random(probes)
-        draws = plan.eot if random else 1
+        random = is_random(probes) or judgment.is_random(model, probe_x)
+        draws = JUDGE_DRAWS if random else 1
         judge = _judge(model, draws)
         correct = torch.cat([~judge(x[i : i + batch_size].to(device),
                                     y[i : i + batch_size].to(device))[0].cpu()
@@ -199,9 +199,12 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         # DLR needs 3 classes, its targeted form 4: fewer, and those rungs cannot run
         rungs = [r for r in rungs if classes >= 3 + bool(getattr(r.attack, "targeted", False))
                  or getattr(r.attack, "loss", "ce") != "dlr"]
-        # A random model gets a second, independent vote on every claimed break: the
-        # per-point minimum over many noisy majorities would otherwise count lucky draws.
-        confirm = _judge(model, 2 * draws) if random else None
+        def confirm(adv: Tensor, labels: Tensor, claimed: Tensor) -> Tensor:
+            """A random model's claimed breaks need a second, independent majority: the
+            per-point minimum over the rungs would otherwise count lucky draws."""
+            return judgment.confirmed(model, adv.to(device), labels.to(device), draws,
+                                      claimed.to(device)).cpu()
+
         ledger, rung_rows, baseline_robust = _climb(rungs, x, y, correct, judge, confirm,
                                                     batch_size, device, policy, progress,
                                                     plan.screen, seed, saved)
@@ -234,7 +237,9 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         execution=policy.record(largest, device), closed_by=closed_by,
         gap_threshold=gap_threshold, resumed=[] if saved is None else saved.resumed,
         notes=[f"BPDA through {', '.join(flagged)}"] * bool(flagged)
-        + [f"randomised model: success is a majority of {draws} draws"] * random)
+        + [f"randomised model: judged by {judgment.describe(draws)}, every break "
+           f"confirmed by a second, independent majority; attacks average {plan.eot} or "
+           "more draws per gradient (EOT)"] * random)
 
 
 def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
@@ -259,10 +264,8 @@ def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
         hit, gaps, sizes, adv, fw, bw, secs = run_attack(
             rung.attack, rung.model, x[todo], y[todo], judge, batch_size, device, execution,
             rung.name, progress)
-        if confirm is not None and bool(hit.any()):
-            claimed = hit.nonzero().squeeze(1)
-            hit[claimed] = confirm(adv[claimed].to(device),
-                                   y[todo][claimed].to(device))[0].cpu()
+        if confirm is not None:
+            hit = confirm(adv, y[todo], hit)
         newly = hit & robust[todo]
         for i in todo[newly].tolist():
             broken_by[i] = rung.name

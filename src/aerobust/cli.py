@@ -258,7 +258,8 @@ def cmd_attack(args: argparse.Namespace) -> None:
     _emit(args, result, [
         f"{result['model']} under {attack.name} {ev.params}",
         f"clean accuracy:  {ev.clean_accuracy:.4f}",
-        f"robust accuracy: {ev.robust_accuracy:.4f}  ({ev.n} test images)",
+        f"robust accuracy: {ev.robust_accuracy:.4f}  ({ev.n} test images, judged by "
+        f"{ev.judgment})",
         f"median L2 of successful perturbations: {l2}",
         f"{ev.seconds:.1f} s, {ev.images_per_second:.1f} images/s",
     ])

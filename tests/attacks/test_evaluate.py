@@ -70,13 +70,15 @@ def test_runs_and_records_the_resolved_execution(
     model = recorder(conv())
     default = evaluate(model, x, y, FGSM(eps=0.1), batch_size=100)
     assert default.execution == {"block_size": 64, "channels_last": True, "device": "cpu"}
+    # first, 4 forwards of 8 points tell whether the model is random (attacks.judgment);
     # per batch: the clean forward, FGSM's step per block, then its success check per block
-    assert [len(b) for b in model.seen] == [100, 50, 50, 50, 50]
+    assert [len(b) for b in model.seen] == [8] * 4 + [100, 50, 50, 50, 50]
     model.seen.clear()
     given = evaluate(model, x, y, FGSM(eps=0.1), batch_size=40,
                      execution=Execution(block_size=16, channels_last=False))
     assert given.execution == {"block_size": 16, "channels_last": False, "device": "cpu"}
-    assert [len(b) for b in model.seen] == [40, 13, 13, 14, 13, 13, 14] * 2 + [20, 10, 10, 10, 10]
+    assert [len(b) for b in model.seen] == [8] * 4 + [40, 13, 13, 14, 13, 13, 14] * 2 + [
+        20, 10, 10, 10, 10]
     assert "block_size" not in given.params and "channels_last" not in given.params
 
 

@@ -88,6 +88,14 @@ class APGD(Attack):
     Per sample, the first iterate that fools the model is kept and the sample leaves the
     batch (later steps cost less; eval mode makes samples independent); a sample never
     fooled keeps the iterate with the highest loss of any run (PGD keeps its last one).
+    With EOT (``eot > 1``) the loss and the verdict of every step are estimates from a
+    few draws, and both rules above act on their noise: a sample judged fooled by one
+    step's majority is often just over the boundary, where fresh draws disagree, so
+    every sample stays in the batch to the last step and keeps its latest iterate that
+    a step's majority judged fooled (else its best); and at a checkpoint a halved
+    sample keeps its place instead of going back to the point of its highest estimated
+    loss, which is mostly the luckiest draw. (On a random resize-and-pad defense of
+    digits, 100 points, eps 0.1, EOT 8 x 50 steps: 32% robust before, 27% after.)
     Restarts re-attack only the unfooled samples. Random starts are uniform in the ball,
     from a CPU generator seeded with ``seed`` at each call, drawn for the whole batch
     before it is split into blocks (restart r's start is the same for every target), so
@@ -233,9 +241,11 @@ class APGD(Attack):
         (its first fooling one, else its best), whether it fools, and its best loss.
 
         A fooled sample leaves the batch: every per-sample state tensor is cut to the
-        rows still attacked, ``rows`` mapping them back to the run's samples.
+        rows still attacked, ``rows`` mapping them back to the run's samples. With EOT
+        (see the class) no sample leaves and none is sent back.
         """
         n = len(y)
+        noisy = model.draws > 1  # EOT: every loss and verdict is an estimate
         adv = torch.empty_like(current)
         fooled = torch.zeros(n, dtype=torch.bool, device=y.device)
         best_loss = torch.full((n,), torch.inf, dtype=current.dtype, device=current.device)
@@ -272,8 +282,10 @@ class APGD(Attack):
                 best = torch.where(batch_view(improved, current), current, best)
                 best_now = torch.where(improved, loss, best_now)
             if final:
-                fooled[rows] = newly
-                adv[rows] = torch.where(batch_view(newly, current), current, best)
+                # with EOT: this iterate if it fools, else its latest one that did
+                kept = torch.where(batch_view(fooled[rows], current), adv[rows], best)
+                fooled[rows] |= newly
+                adv[rows] = torch.where(batch_view(newly, current), current, kept)
                 best_loss[rows] = best_now
                 return adv, fooled, best_loss
             any_fooled = bool(newly.any())
@@ -281,13 +293,13 @@ class APGD(Attack):
                 done = rows[newly]
                 adv[done] = current.detach()[newly]
                 fooled[done] = True
-                if bool(newly.all()):
+                if not noisy and bool(newly.all()):
                     return adv, fooled, best_loss
             grad = (out.grad.sign_() if self.norm == "Linf" else
                     norms.l2_direction(out.grad) if self.norm == "L2" else out.grad)
             best_grad = grad if step == 0 else torch.where(batch_view(improved, grad), grad,
                                                            best_grad)
-            if any_fooled:  # ... and leave the batch
+            if any_fooled and not noisy:  # ... and leave the batch
                 still = ~newly
                 (current, y, center, lo, hi, rows, target, prev, best, best_grad, grad, loss,
                  best_now, ups, halved, best_then, eta, share, sparsity) = (
@@ -320,7 +332,7 @@ class APGD(Attack):
                     stalled = ~halved & (best_now <= best_then)
                     halve = oscillating | stalled
                     eta = torch.where(halve, eta / 2, eta)
-                    back = batch_view(halve, current)
+                    back = batch_view(torch.zeros_like(halve) if noisy else halve, current)
                     current = torch.where(back, best, current)
                     grad = torch.where(back, best_grad, grad)
                     prev_loss = torch.where(halve, best_now, loss)

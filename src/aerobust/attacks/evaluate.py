@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from aerobust.attacks.base import Attack, attack_mode
+from aerobust.attacks.judgment import describe, fooled, judge_draws
 from aerobust.attacks.runner import Execution
 from aerobust.errors import UserError
 from aerobust.rejection import rejected, rejects
@@ -30,7 +31,9 @@ class Evaluation:
     error, a rejected adversarial is robust, and ``false_positive_rate`` is the share of
     clean inputs rejected (None for a model that never rejects).
     ``execution`` is what ran (``Execution.record``: block_size, channels_last, device),
-    every default resolved.
+    every default resolved. ``judgment`` says how a prediction was judged, clean and
+    attacked (``attacks.judgment``: one forward, or for a randomised model a majority of
+    fresh forwards).
     """
 
     attack: str
@@ -49,6 +52,7 @@ class Evaluation:
     robust: Tensor  # per sample (bool, on the CPU): correct both clean and attacked
     adversarials: Tensor | None = None
     false_positive_rate: float | None = None
+    judgment: str = describe(1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (the adversarial examples are left out)."""
@@ -76,7 +80,8 @@ def evaluate(
     parameters (x's own device for a parameterless model). With ``keep_adversarials``
     the adversarial examples come back on the CPU, in the order of ``x``. The policy is
     resolved once for the largest batch, and every batch runs under that resolved one,
-    so the record is what ran.
+    so the record is what ran. A randomised model is judged as everywhere in the tool
+    (``attacks.judgment``), whatever the attack's own EOT.
 
     Args:
         model: any ``nn.Module`` mapping [0,1] images to logits.
@@ -107,6 +112,8 @@ def evaluate(
     largest = min(batch_size, len(x))
     policy = (execution or Execution()).resolve(largest, device)
     clean, robust, l2, linf, kept, refused = [], [], [], [], [], []
+    draws = 0  # the judgment's forwards, decided on the first batch
+    rejecting = rejects(model)
     forwards = backwards = 0
     start = time.perf_counter()
     with attack_mode(model), tqdm(
@@ -116,16 +123,18 @@ def evaluate(
         for begin in range(0, len(x), batch_size):
             xb = x[begin : begin + batch_size].to(device)
             yb = y[begin : begin + batch_size].to(device)
-            with torch.no_grad():
-                logits = model(xb)
-            correct = logits.argmax(dim=1) == yb
-            refused.append(rejected(logits).cpu())
+            draws = draws or judge_draws(model, xb)
+            correct = ~fooled(model, xb, yb, draws, clean=True)
+            if rejecting:
+                with torch.no_grad():
+                    refused.append(rejected(model(xb)).cpu())
             result = attack(model, xb, yb, execution=policy)
             forwards += result.forwards
             backwards += result.backwards
-            flipped = correct & result.success
+            success = result.success if draws == 1 else fooled(model, result.x_adv, yb, draws)
+            flipped = correct & success
             clean.append(correct.cpu())
-            robust.append((correct & ~result.success).cpu())
+            robust.append((correct & ~success).cpu())
             l2.append(result.l2[flipped].cpu())
             linf.append(result.linf[flipped].cpu())
             if keep_adversarials:
@@ -150,6 +159,7 @@ def evaluate(
         backwards=backwards,
         robust=torch.cat(robust),
         adversarials=torch.cat(kept) if keep_adversarials else None,
-        false_positive_rate=(torch.cat(refused).double().mean().item() if rejects(model)
+        false_positive_rate=(torch.cat(refused).double().mean().item() if rejecting
                              else None),
+        judgment=describe(draws),
     )

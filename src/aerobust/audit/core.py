@@ -10,6 +10,7 @@ attack, with a paired test on the same points.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -21,10 +22,13 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from aerobust.attacks import judgment
 from aerobust.attacks.base import attack_mode
+from aerobust.attacks.judgment import JUDGE_DRAWS, votes
 from aerobust.attacks.losses import margin as margin_loss
 from aerobust.attacks.runner import Execution
 from aerobust.audit.ladder import BUDGETS, Budget, Rung, build_rungs, curve_attacks, run_attack
+from aerobust.audit.outputs import logit_view
 from aerobust.audit.probes import Probe, flagged_stages, is_random, run_probes, train_mode
 from aerobust.audit.stages import split
 from aerobust.audit.state import AuditState, rng_for, state_key
@@ -33,8 +37,6 @@ from aerobust.audit.threat import check as check_threat
 from aerobust.audit.threat import curve_radii
 from aerobust.audit.threat import notes as threat_notes
 from aerobust.errors import UserError
-from aerobust.rejection import fooled as wrong_class
-from aerobust.rejection import rejects
 
 VERDICTS = ("masking", "no-masking-detected", "inconclusive")
 # Robust accuracy at the largest eps of the curve above this fails "about 0".
@@ -117,17 +119,13 @@ class Audit:
 
 
 def _judge(model: nn.Module, draws: int) -> Any:
-    """Whether ``x_adv`` fools the audited model (a majority of ``draws`` forwards for a
-    random model) and the logit margin ``max_{j!=y} z_j - z_y`` of the mean logits."""
+    """Whether ``x_adv`` fools the audited model (the tool's judgment,
+    ``attacks.judgment``: a majority of ``draws`` fresh forwards for a random model) and
+    the logit margin ``max_{j!=y} z_j - z_y`` of the mean logits."""
 
-    rejecting = rejects(model)
-
-    @torch.no_grad()
     def judge(x_adv: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        outs = [model(x_adv) for _ in range(draws)]
-        wrong = sum(wrong_class(o, y, rejecting).int() for o in outs)
-        mean = outs[0] if draws == 1 else torch.stack(outs).mean(dim=0)
-        return 2 * wrong > draws, margin_loss(mean, y)
+        wrong, mean = votes(model, x_adv, y, draws)
+        return wrong, margin_loss(mean, y)
 
     return judge
 
@@ -232,27 +230,39 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         probe_x, probe_y = x[: plan.probe_n].to(device), y[: plan.probe_n].to(device)
         probes = [*run_probes(model, stages, probe_x, probe_y, eps, norm=norm), as_given]
         flagged = flagged_stages(probes, stages)
-        random = is_random(probes)
-        draws = plan.eot if random else 1
+        random = is_random(probes) or judgment.is_random(model, probe_x)
+        draws = JUDGE_DRAWS if random else 1
         judge = _judge(model, draws)
-        correct = torch.cat([~judge(x[i : i + batch_size].to(device),
-                                    y[i : i + batch_size].to(device))[0].cpu()
+        # clean: a rejection is an error (``aerobust.rejection``); attacked: a held point
+        correct = torch.cat([~judgment.fooled(model, x[i : i + batch_size].to(device),
+                                              y[i : i + batch_size].to(device), draws,
+                                              clean=True).cpu()
                              for i in range(0, len(x), batch_size)])
-        rungs = build_rungs(model, stages, eps, plan, seed, flagged, random, norm, fab)
+        # Outputs that are not logits: the ladder attacks a view whose outputs are; the
+        # paper's attack sees the model as given, as its users ran it
+        view, evidence = logit_view(stages, probe_x)
+        probes.append(evidence)
+        attacked = model if view is None else view.rebuild()
+        rungs = [dataclasses.replace(r, model=model) if r.kind == "baseline" else r
+                 for r in build_rungs(attacked, view or stages, eps, plan, seed, flagged,
+                                      random, norm, fab)]
         classes = int(model(x[:1].to(device)).shape[1])
         # DLR needs 3 classes, its targeted form 4: fewer, and those rungs cannot run
         rungs = [r for r in rungs if classes >= 3 + bool(getattr(r.attack, "targeted", False))
                  or getattr(r.attack, "loss", "ce") != "dlr"]
-        # A random model gets a second, independent vote on every claimed break: the
-        # per-point minimum over many noisy majorities would otherwise count lucky draws.
-        confirm = _judge(model, 2 * draws) if random else None
+        def confirm(adv: Tensor, labels: Tensor, claimed: Tensor) -> Tensor:
+            """A random model's claimed breaks need a second, independent majority: the
+            per-point minimum over the rungs would otherwise count lucky draws."""
+            return judgment.confirmed(model, adv.to(device), labels.to(device), draws,
+                                      claimed.to(device)).cpu()
+
         ledger, rung_rows, baseline_robust = _climb(rungs, x, y, correct, judge, confirm,
                                                     batch_size, device, policy, progress,
                                                     plan.screen, seed, saved, norm)
         curve = saved and saved.load("curve")
         if curve is None:
             rng_for(seed, "curve")
-            curve = _curve(model, x[: plan.curve_n], y[: plan.curve_n], eps, plan, seed,
+            curve = _curve(attacked, x[: plan.curve_n], y[: plan.curve_n], eps, plan, seed,
                            draws, classes, judge, batch_size, device, policy, progress,
                            norm)
             if saved is not None:
@@ -279,7 +289,9 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         execution=policy.record(largest, device), closed_by=closed_by,
         gap_threshold=gap_threshold, resumed=[] if saved is None else saved.resumed,
         notes=[f"BPDA through {', '.join(flagged)}"] * bool(flagged)
-        + [f"randomised model: success is a majority of {draws} draws"] * random
+        + [f"randomised model: judged by {judgment.describe(draws)}, every break "
+           f"confirmed by a second, independent majority; attacks average {plan.eot} or "
+           "more draws per gradient (EOT)"] * random
         + threat_notes(norm), norm=norm)
 
 
@@ -306,10 +318,8 @@ def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
         hit, gaps, sizes, adv, fw, bw, secs = run_attack(
             rung.attack, rung.model, x[todo], y[todo], judge, batch_size, device, execution,
             rung.name, progress, norm)
-        if confirm is not None and bool(hit.any()):
-            claimed = hit.nonzero().squeeze(1)
-            hit[claimed] = confirm(adv[claimed].to(device),
-                                   y[todo][claimed].to(device))[0].cpu()
+        if confirm is not None:
+            hit = confirm(adv, y[todo], hit)
         newly = hit & robust[todo]
         for i in todo[newly].tolist():
             broken_by[i] = rung.name
@@ -380,7 +390,7 @@ def _curve(model: nn.Module, x: Tensor, y: Tensor, eps: float, plan: Budget, see
     is, over eps/4 ... a large eps (``threat.curve_radii``): the curve AutoAttack's and
     Carlini's checks read."""
     points = curve_radii(eps, norm, x[0].numel())
-    correct = judge(x.to(device), y.to(device))[0].cpu().logical_not()
+    correct = ~judgment.fooled(model, x.to(device), y.to(device), draws, clean=True).cpu()
     rows = []
     for e in points:
         robust = correct.clone()

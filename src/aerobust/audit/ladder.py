@@ -136,6 +136,17 @@ def build_rungs(model: nn.Module, stages: Stages, eps: float, budget: Budget, se
                 APGD(eps=eps, steps=b.apgd_steps, loss=loss, restarts=b.restarts, seed=seed,
                      eot=eot, norm=norm), model,
                 f"APGD-{loss.upper()}{ball} with gradients averaged over {eot} draws (EOT)"))
+    if random:
+        # The attack an adaptive attacker writes first against a random defense: fixed
+        # steps, final iterates, many draws per gradient (Athalye et al. 2018). APGD's
+        # step-size rule reads a noisy loss; this does not read the loss at all.
+        steps, draws = max(100, b.apgd_steps), max(16, eot)
+        rungs.append(Rung(
+            "eot-pgd", "white-box",
+            PGD(eps=eps, steps=steps, step_size=eps / 10, restarts=2, keep="last", seed=seed,
+                eot=draws, norm=norm), model,
+            f"PGD-{steps}{ball} on cross-entropy, fixed step eps/10, gradients averaged over "
+            f"{draws} draws (EOT), 2 restarts, final iterates"))
     strongest = stages.with_bpda(flagged) if flagged else model
     how = (" through BPDA" if flagged else "") + (" with EOT" if random else "")
     rungs.append(Rung(

@@ -40,7 +40,7 @@ BUILD = {"magnet": {"classifier": LENET}, "puvae": {"classifier": LENET},
 
 @pytest.fixture(scope="module")
 def data():
-    return make_dataset(n_train=80, n_test=24, classes=3)
+    return make_dataset(n_train=64, n_test=16, classes=3)
 
 
 def _spec(kind: str, dataset, **settings):
@@ -49,6 +49,8 @@ def _spec(kind: str, dataset, **settings):
 
 
 def _fit(kind: str, dataset, **settings):
+    if kind == "hgd":
+        settings.setdefault("attack_steps", 3)  # PGD in every batch: kept short here
     spec = _spec(kind, dataset, **settings)
     torch.manual_seed(1)
     guarded = None if kind == "cascade" else LeNet5(num_classes=dataset.num_classes).eval()
@@ -84,7 +86,7 @@ def test_training_moves_the_loss_and_the_forward_is_deterministic(kind, data):
 
 
 @pytest.mark.parametrize("kind", ["magnet", "puvae"])
-def test_threshold_gives_the_false_positive_rate_onheld_out_split_data(kind, data):
+def test_threshold_gives_the_false_positive_rate_on_held_out_data(kind, data):
     spec, model, history = _fit(kind, data, fpr=0.1, held_out=0.25)
     _, held = held_out_split(spec, len(data.x_train))
     n_held = round(0.25 * len(data.x_train))
@@ -197,3 +199,13 @@ def test_adaptive_loss_evades_a_detector_that_plain_pgd_does_not():
         adv = model(PGD(**settings, loss=detector_margin)(model, x, y).x_adv)
     assert not rejected(adv).any() and (adv.argmax(dim=1) == 1).all()
     assert (detector_margin(adv, y) > 0).all()
+
+
+def test_cli_refuses_a_setting_the_kind_lacks(tmp_path, capsys):
+    from aerobust.cli import main
+
+    code = main(["train", "defense", "--kind", "dae", "--param", "fpr=0.1",
+                 "--store", str(tmp_path), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no setting fpr" in err and len(err.strip().splitlines()) == 1

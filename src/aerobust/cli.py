@@ -110,15 +110,17 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_train_defense(args: argparse.Namespace) -> None:
     from aerobust.data import load_dataset
     from aerobust.training import RunStore, default_spec
-    from aerobust.training.defenses import defense_spec, train_defense
+    from aerobust.training.defenses import check_settings, defense_spec, train_defense
 
+    settings = dict(_param(p) for p in args.param)
+    check_settings(args.kind, settings)  # before the data load: a typo fails at once
     dataset = load_dataset(args.dataset, args.data_dir)
     classifier = None
     if args.kind != "cascade":
         classifier = default_spec(args.classifier_arch, dataset, seed=args.seed,
                                   epochs=args.classifier_epochs)
     spec = defense_spec(args.kind, dataset, classifier,
-                        settings=dict(_param(p) for p in args.param), epochs=args.epochs,
+                        settings=settings, epochs=args.epochs,
                         seed=args.seed, lr=args.lr, batch_size=args.batch_size)
     run = train_defense(spec, dataset, RunStore(args.store), device=args.device,
                         progress=not args.quiet)

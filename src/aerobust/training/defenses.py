@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +30,7 @@ from aerobust.models import build_model
 from aerobust.rejection import rejected, rejects, threshold_at
 from aerobust.training.defaults import data_family, default_spec
 from aerobust.training.defense_recipes import PHASES, Phase, detector_scores, init_decoders
-from aerobust.training.spec import TrainSpec
+from aerobust.training.spec import TrainSpec, run_name, spec_digest
 from aerobust.training.store import Run, RunStore
 from aerobust.training.trainer import TrainingDiverged
 
@@ -129,14 +126,11 @@ class DefenseSpec:
     @property
     def digest(self) -> str:
         """Hash of the canonical JSON, the data by checksum only (as ``TrainSpec``)."""
-        d = {k: v for k, v in self.to_dict().items() if k != "dataset"}
-        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return spec_digest(self.to_dict())
 
     @property
     def run_name(self) -> str:
-        data = re.sub(r"[^A-Za-z0-9]+", "-", self.dataset.rsplit("/", 1)[-1]).strip("-")
-        return f"defense-{self.defense}-{data}-{self.digest[:12]}"
+        return run_name(f"defense-{self.defense}", self.dataset, self.digest)
 
 
 def check_settings(defense: str, s: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -26,7 +27,11 @@ from tqdm.auto import tqdm
 from aerobust.data import Dataset
 from aerobust.errors import UserError
 from aerobust.metrics import classifier_scores
-from aerobust.models import build_model
+from aerobust.models import ConvAE, build_model
+from aerobust.models.cascade import CascadeDAE
+from aerobust.models.hgd import HGD
+from aerobust.models.magnet import MagNet
+from aerobust.models.puvae import PuVAE
 from aerobust.rejection import rejected, rejects, threshold_at
 from aerobust.training.defaults import data_family, default_spec
 from aerobust.training.defense_recipes import PHASES, Phase, detector_scores, init_decoders
@@ -51,6 +56,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "cascade": {"noise": 0.1},
 }
 GUIDES = ("features", "logits")
+_MODELS: dict[str, type[nn.Module]] = {"magnet": MagNet, "puvae": PuVAE, "hgd": HGD,
+                                       "cascade": CascadeDAE}
 KINDS = tuple(SETTINGS)
 _ARCHS = {"dae": "ae-classifier", "magnet": "magnet", "puvae": "puvae", "hgd": "hgd",
           "cascade": "cascade-dae"}
@@ -106,15 +113,20 @@ class DefenseSpec:
 
     @property
     def arch_kwargs(self) -> dict[str, Any]:
-        """The registry's constructor arguments: C enters as ``{"arch", "kwargs"}``."""
+        """The registry's constructor arguments, every default written out (so the
+        digest changes when a default does): C enters as ``{"arch", "kwargs"}``."""
         shape = {"in_channels": self.in_channels, "image_size": self.image_size}
-        if self.classifier is None:
-            return {**shape, "num_classes": self.num_classes}
-        guarded = {"arch": self.classifier["arch"], "kwargs": self.classifier["arch_kwargs"]}
         if self.defense == "dae":
-            return {"autoencoder": {"arch": "conv-ae", "kwargs": shape}, "classifier": guarded}
-        extra = {"num_classes": self.num_classes} if self.defense == "puvae" else {}
-        return {"classifier": guarded, **shape, **extra}
+            return {"autoencoder": {"arch": "conv-ae", "kwargs": {**_defaults(ConvAE), **shape}},
+                    "classifier": self._guarded()}
+        built = {**_defaults(_MODELS[self.defense]), **shape}
+        if "num_classes" in built:
+            built["num_classes"] = self.num_classes
+        return built if self.classifier is None else {"classifier": self._guarded(), **built}
+
+    def _guarded(self) -> dict[str, Any]:
+        assert self.classifier is not None
+        return {"arch": self.classifier["arch"], "kwargs": self.classifier["arch_kwargs"]}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -126,11 +138,17 @@ class DefenseSpec:
     @property
     def digest(self) -> str:
         """Hash of the canonical JSON, the data by checksum only (as ``TrainSpec``)."""
-        return spec_digest(self.to_dict())
+        return spec_digest({**self.to_dict(), "arch_kwargs": self.arch_kwargs})
 
     @property
     def run_name(self) -> str:
         return run_name(f"defense-{self.defense}", self.dataset, self.digest)
+
+
+def _defaults(cls: type[nn.Module]) -> dict[str, Any]:
+    """A model class's constructor defaults (its classifier aside)."""
+    return {name: p.default for name, p in inspect.signature(cls).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 def check_settings(defense: str, s: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from aerobust import attacks, load_model
-from aerobust.attacks import PGD
+from aerobust.attacks import APGD, PGD
 from aerobust.errors import UserError
 from aerobust.models import DEFENSES, LeNet5, build_model
 from aerobust.rejection import (
@@ -199,6 +199,10 @@ def test_adaptive_loss_evades_a_detector_that_plain_pgd_does_not():
         adv = model(PGD(**settings, loss=detector_margin)(model, x, y).x_adv)
     assert not rejected(adv).any() and (adv.argmax(dim=1) == 1).all()
     assert (detector_margin(adv, y) > 0).all()
+    # APGD takes the same loss: on CE it fails, on the adaptive loss it evades
+    assert attacks.evaluate(model, x, y, APGD(eps=0.25, steps=60)).robust_accuracy == 1.0
+    assert attacks.evaluate(model, x, y, APGD(eps=0.25, steps=60,
+                                              loss=detector_margin)).robust_accuracy == 0.0
 
 
 def test_cli_refuses_a_setting_the_kind_lacks(tmp_path, capsys):

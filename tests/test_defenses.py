@@ -153,13 +153,18 @@ class ToyDetector(nn.Module):
     leaves the data and is caught, while a = 0.5 + d on the data fools it unseen."""
 
     rejects = True
+    threshold = 0.005 ** 2
+
+    def __init__(self, offset: float = 0.0) -> None:
+        super().__init__()
+        self.offset = offset  # added to the score: how close clean points sit to rejection
 
     def forward(self, x):
         a, b = x[:, 0, 0, 0], x[:, 0, 0, 1]
         z1 = 2 * (a - 0.5) + 40 * (b - 0.5)
         logits = torch.stack([torch.zeros_like(z1), z1], dim=1)
-        score = (b - 0.5).pow(2).unsqueeze(1)
-        return with_reject_logit(logits, log_excess(score, torch.tensor([0.005 ** 2])))
+        score = ((b - 0.5).pow(2) + self.offset).unsqueeze(1)
+        return with_reject_logit(logits, log_excess(score, torch.tensor([self.threshold])))
 
 
 def _toy_points(n: int = 8):
@@ -201,8 +206,24 @@ def test_adaptive_loss_evades_a_detector_that_plain_pgd_does_not():
     assert (detector_margin(adv, y) > 0).all()
     # APGD takes the same loss: on CE it fails, on the adaptive loss it evades
     assert attacks.evaluate(model, x, y, APGD(eps=0.25, steps=60)).robust_accuracy == 1.0
-    assert attacks.evaluate(model, x, y, APGD(eps=0.25, steps=60,
-                                              loss=detector_margin)).robust_accuracy == 0.0
+    for params in ({"loss": detector_margin}, {"loss": "detector-margin"},
+                   {"loss": "detector-margin", "targeted": True, "n_target_classes": 9}):
+        ev = attacks.evaluate(model, x, y, APGD(eps=0.25, steps=60, **params))
+        assert ev.robust_accuracy == 0.0, params
+
+
+
+def test_apgd_t_never_targets_the_reject_logit():
+    # clean points score 0.8 of the threshold: the reject logit, max - 0.22, ranks above
+    # the wrong class (-0.4 to -0.3), so only a rule that skips it targets the class
+    model = ToyDetector(offset=0.8 * ToyDetector.threshold)
+    x, y = _toy_points()
+    with torch.no_grad():
+        clean = model(x)
+    assert (clean[:, 2] > clean[:, 1]).all() and not rejected(clean).any()
+    attack = APGD(eps=0.25, steps=60, loss="detector-margin", targeted=True,
+                  n_target_classes=1)
+    assert attacks.evaluate(model, x, y, attack).robust_accuracy == 0.0
 
 
 def test_cli_refuses_a_setting_the_kind_lacks(tmp_path, capsys):

@@ -234,7 +234,9 @@ def cmd_attack(args: argparse.Namespace) -> None:
     l2 = "-" if ev.median_l2 is None else f"{ev.median_l2:.4f}"
     _emit(args, result, [
         f"{result['model']} under {attack.name} {ev.params}",
-        f"clean accuracy:  {ev.clean_accuracy:.4f}",
+        f"clean accuracy:  {ev.clean_accuracy:.4f}"
+        + ("" if ev.false_positive_rate is None
+           else f"  (clean rejected: {ev.false_positive_rate:.4f})"),
         f"robust accuracy: {ev.robust_accuracy:.4f}  ({ev.n} test images)",
         f"median L2 of successful perturbations: {l2}",
         f"{ev.seconds:.1f} s, {ev.images_per_second:.1f} images/s",

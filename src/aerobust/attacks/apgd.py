@@ -129,11 +129,13 @@ class APGD(Attack):
                 clean = model(x)
             # The label's logit goes last, so no target is the label itself (which a
             # misclassified sample's (k+1)-th logit could be).
-            ranked = clean.scatter(1, y.unsqueeze(1), -torch.inf).argsort(dim=1,
-                                                                          descending=True)
-            first = self.first_target
+            others = clean.scatter(1, y.unsqueeze(1), -torch.inf)
+            if model.rejects:  # nor the reject logit (``aerobust.rejection``)
+                others[:, -1] = -torch.inf
+            ranked = others.argsort(dim=1, descending=True)
+            first, classes = self.first_target, clean.shape[1] - 1 - model.rejects
             targets: list[Tensor | None] = list(
-                ranked[:, first:min(first + self.n_target_classes, clean.shape[1] - 1)].T)
+                ranked[:, first:min(first + self.n_target_classes, classes)].T)
             if not targets:
                 return x.clone(), clean.argmax(dim=1) != y
         else:

@@ -234,3 +234,28 @@ def test_cli_refuses_a_setting_the_kind_lacks(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "no setting fpr" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_interrupted_defense_resumes_to_the_same_weights(tmp_path, data):
+    spec = defense_spec("cascade", data, epochs=1, batch_size=32)  # three phases
+
+    def stop_after_phase_one(done: int) -> None:
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        RunStore(tmp_path / "a").train(spec, data, device="cpu", progress=False,
+                                       on_epoch_end=stop_after_phase_one,
+                                       fit_fn=fit_defense)
+    saved = torch.load(RunStore(tmp_path / "a").path(spec) / "resume.pt", weights_only=True)
+    resumed = train_defense(spec, data, RunStore(tmp_path / "a"), device="cpu",
+                            progress=False)
+    # phase one was not trained again: its row (its timing included) is the saved one
+    assert resumed.metrics["history"][0] == saved["history"][0]
+    straight = train_defense(spec, data, RunStore(tmp_path / "b"), device="cpu",
+                             progress=False)
+    assert [r["phase"] for r in resumed.metrics["history"]] == ["denoise", "reduce",
+                                                                 "classify"]
+    for (k, a), b in zip(resumed.load().state_dict().items(),
+                         straight.load().state_dict().values(), strict=True):
+        assert torch.equal(a, b), k

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from aerobust import attacks, load_model
-from aerobust.attacks import PGD
+from aerobust.attacks import APGD, PGD
 from aerobust.errors import UserError
 from aerobust.models import DEFENSES, LeNet5, build_model
 from aerobust.rejection import (
@@ -40,7 +40,7 @@ BUILD = {"magnet": {"classifier": LENET}, "puvae": {"classifier": LENET},
 
 @pytest.fixture(scope="module")
 def data():
-    return make_dataset(n_train=80, n_test=24, classes=3)
+    return make_dataset(n_train=64, n_test=16, classes=3)
 
 
 def _spec(kind: str, dataset, **settings):
@@ -49,6 +49,8 @@ def _spec(kind: str, dataset, **settings):
 
 
 def _fit(kind: str, dataset, **settings):
+    if kind == "hgd":
+        settings.setdefault("attack_steps", 3)  # PGD in every batch: kept short here
     spec = _spec(kind, dataset, **settings)
     torch.manual_seed(1)
     guarded = None if kind == "cascade" else LeNet5(num_classes=dataset.num_classes).eval()
@@ -84,7 +86,7 @@ def test_training_moves_the_loss_and_the_forward_is_deterministic(kind, data):
 
 
 @pytest.mark.parametrize("kind", ["magnet", "puvae"])
-def test_threshold_gives_the_false_positive_rate_onheld_out_split_data(kind, data):
+def test_threshold_gives_the_false_positive_rate_on_held_out_data(kind, data):
     spec, model, history = _fit(kind, data, fpr=0.1, held_out=0.25)
     _, held = held_out_split(spec, len(data.x_train))
     n_held = round(0.25 * len(data.x_train))
@@ -151,13 +153,18 @@ class ToyDetector(nn.Module):
     leaves the data and is caught, while a = 0.5 + d on the data fools it unseen."""
 
     rejects = True
+    threshold = 0.005 ** 2
+
+    def __init__(self, offset: float = 0.0) -> None:
+        super().__init__()
+        self.offset = offset  # added to the score: how close clean points sit to rejection
 
     def forward(self, x):
         a, b = x[:, 0, 0, 0], x[:, 0, 0, 1]
         z1 = 2 * (a - 0.5) + 40 * (b - 0.5)
         logits = torch.stack([torch.zeros_like(z1), z1], dim=1)
-        score = (b - 0.5).pow(2).unsqueeze(1)
-        return with_reject_logit(logits, log_excess(score, torch.tensor([0.005 ** 2])))
+        score = ((b - 0.5).pow(2) + self.offset).unsqueeze(1)
+        return with_reject_logit(logits, log_excess(score, torch.tensor([self.threshold])))
 
 
 def _toy_points(n: int = 8):
@@ -197,3 +204,58 @@ def test_adaptive_loss_evades_a_detector_that_plain_pgd_does_not():
         adv = model(PGD(**settings, loss=detector_margin)(model, x, y).x_adv)
     assert not rejected(adv).any() and (adv.argmax(dim=1) == 1).all()
     assert (detector_margin(adv, y) > 0).all()
+    # APGD takes the same loss: on CE it fails, on the adaptive loss it evades
+    assert attacks.evaluate(model, x, y, APGD(eps=0.25, steps=60)).robust_accuracy == 1.0
+    for params in ({"loss": detector_margin}, {"loss": "detector-margin"},
+                   {"loss": "detector-margin", "targeted": True, "n_target_classes": 9}):
+        ev = attacks.evaluate(model, x, y, APGD(eps=0.25, steps=60, **params))
+        assert ev.robust_accuracy == 0.0, params
+
+
+
+def test_apgd_t_never_targets_the_reject_logit():
+    # clean points score 0.8 of the threshold: the reject logit, max - 0.22, ranks above
+    # the wrong class (-0.4 to -0.3), so only a rule that skips it targets the class
+    model = ToyDetector(offset=0.8 * ToyDetector.threshold)
+    x, y = _toy_points()
+    with torch.no_grad():
+        clean = model(x)
+    assert (clean[:, 2] > clean[:, 1]).all() and not rejected(clean).any()
+    attack = APGD(eps=0.25, steps=60, loss="detector-margin", targeted=True,
+                  n_target_classes=1)
+    assert attacks.evaluate(model, x, y, attack).robust_accuracy == 0.0
+
+
+def test_cli_refuses_a_setting_the_kind_lacks(tmp_path, capsys):
+    from aerobust.cli import main
+
+    code = main(["train", "defense", "--kind", "dae", "--param", "fpr=0.1",
+                 "--store", str(tmp_path), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no setting fpr" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_interrupted_defense_resumes_to_the_same_weights(tmp_path, data):
+    spec = defense_spec("cascade", data, epochs=1, batch_size=32)  # three phases
+
+    def stop_after_phase_one(done: int) -> None:
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        RunStore(tmp_path / "a").train(spec, data, device="cpu", progress=False,
+                                       on_epoch_end=stop_after_phase_one,
+                                       fit_fn=fit_defense)
+    saved = torch.load(RunStore(tmp_path / "a").path(spec) / "resume.pt", weights_only=True)
+    resumed = train_defense(spec, data, RunStore(tmp_path / "a"), device="cpu",
+                            progress=False)
+    # phase one was not trained again: its row (its timing included) is the saved one
+    assert resumed.metrics["history"][0] == saved["history"][0]
+    straight = train_defense(spec, data, RunStore(tmp_path / "b"), device="cpu",
+                             progress=False)
+    assert [r["phase"] for r in resumed.metrics["history"]] == ["denoise", "reduce",
+                                                                 "classify"]
+    for (k, a), b in zip(resumed.load().state_dict().items(),
+                         straight.load().state_dict().values(), strict=True):
+        assert torch.equal(a, b), k

@@ -144,15 +144,17 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_train_defense(args: argparse.Namespace) -> None:
     from aerobust.data import load_dataset
     from aerobust.training import RunStore, default_spec
-    from aerobust.training.defenses import defense_spec, train_defense
+    from aerobust.training.defenses import check_settings, defense_spec, train_defense
 
+    settings = dict(_param(p) for p in args.param)
+    check_settings(args.kind, settings)  # before the data load: a typo fails at once
     dataset = load_dataset(args.dataset, args.data_dir)
     classifier = None
     if args.kind != "cascade":
         classifier = default_spec(args.classifier_arch, dataset, seed=args.seed,
                                   epochs=args.classifier_epochs)
     spec = defense_spec(args.kind, dataset, classifier,
-                        settings=dict(_param(p) for p in args.param), epochs=args.epochs,
+                        settings=settings, epochs=args.epochs,
                         seed=args.seed, lr=args.lr, batch_size=args.batch_size)
     run = train_defense(spec, dataset, RunStore(args.store), device=args.device,
                         progress=not args.quiet)
@@ -257,7 +259,9 @@ def cmd_attack(args: argparse.Namespace) -> None:
     l2 = "-" if ev.median_l2 is None else f"{ev.median_l2:.4f}"
     _emit(args, result, [
         f"{result['model']} under {attack.name} {ev.params}",
-        f"clean accuracy:  {ev.clean_accuracy:.4f}",
+        f"clean accuracy:  {ev.clean_accuracy:.4f}"
+        + ("" if ev.false_positive_rate is None
+           else f"  (clean rejected: {ev.false_positive_rate:.4f})"),
         f"robust accuracy: {ev.robust_accuracy:.4f}  ({ev.n} test images, judged by "
         f"{ev.judgment})",
         f"median L2 of successful perturbations: {l2}",

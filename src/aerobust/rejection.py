@@ -82,6 +82,14 @@ def detector_margin(logits: Tensor, y: Tensor) -> Tensor:
     return other - torch.maximum(true, logits[:, -1])
 
 
+def targeted_detector_margin(logits: Tensor, y: Tensor, target: Tensor) -> Tensor:
+    """``detector_margin`` towards ``target`` (APGD-T): ``z_target - max(z_y,
+    z_reject)``, positive when the target beats both the label and the rejection."""
+    aimed = logits.gather(1, target.unsqueeze(1)).squeeze(1)
+    true = logits.gather(1, y.unsqueeze(1)).squeeze(1)
+    return aimed - torch.maximum(true, logits[:, -1])
+
+
 def threshold_at(scores: Tensor, fpr: float) -> float:
     """The threshold that rejects ``floor(fpr * n)`` of the ``n`` clean ``scores`` (those
     strictly above it): the detector's false-positive rate on these scores is then

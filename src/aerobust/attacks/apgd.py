@@ -48,13 +48,18 @@ def l1_checks(steps: int) -> list[int]:
     return list(range(every, steps, every))
 
 
-def target_classes(clean: Tensor, y: Tensor, first: int, count: int) -> Tensor:
+def target_classes(clean: Tensor, y: Tensor, first: int, count: int,
+                   rejects: bool = False) -> Tensor:
     """Per sample, the classes ranked ``first + 1`` to ``first + count`` by clean logit
     among those other than the label, as (targets, N) rows (fewer where the classes run
     out). The label's logit goes last, so no target is the label itself (which a
-    misclassified sample's (k+1)-th logit could be)."""
-    ranked = clean.scatter(1, y.unsqueeze(1), -torch.inf).argsort(dim=1, descending=True)
-    return ranked[:, first:min(first + count, clean.shape[1] - 1)].T
+    misclassified sample's (k+1)-th logit could be); nor, for a model that rejects, is
+    the reject logit (``aerobust.rejection``)."""
+    others = clean.scatter(1, y.unsqueeze(1), -torch.inf)
+    if rejects:
+        others[:, -1] = -torch.inf
+    ranked = others.argsort(dim=1, descending=True)
+    return ranked[:, first:min(first + count, clean.shape[1] - 1 - rejects)].T
 
 
 def _rows(t: Tensor | None, index: Tensor) -> Tensor | None:
@@ -199,7 +204,8 @@ class APGD(Attack):
             with torch.no_grad():
                 clean = model(x)
             targets: list[Tensor | None] = list(
-                target_classes(clean, y, self.first_target, self.n_target_classes))
+                target_classes(clean, y, self.first_target, self.n_target_classes,
+                               model.rejects))
             if not targets:
                 return x.clone(), clean.argmax(dim=1) != y
         else:

@@ -140,7 +140,7 @@ class FAB(Attack):
             return x_adv, fooled
         if self.targeted:
             targets: list[Tensor | None] = list(
-                target_classes(clean, y, 0, self.n_target_classes))
+                target_classes(clean, y, 0, self.n_target_classes, model.rejects))
         else:
             targets = [None]
         for target in targets:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from aerobust.errors import UserError
+from aerobust.rejection import detector_margin, targeted_detector_margin
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -67,9 +68,12 @@ def targeted_margin(logits: Tensor, y: Tensor, target: Tensor) -> Tensor:
     return (logits.gather(1, target.unsqueeze(1)) - logits.gather(1, y.unsqueeze(1))).squeeze(1)
 
 
-LOSSES: dict[str, LossFn] = {"ce": ce, "dlr": dlr, "margin": margin}
+# "detector-margin": the adaptive loss against a model that rejects (``rejection``)
+LOSSES: dict[str, LossFn] = {"ce": ce, "dlr": dlr, "margin": margin,
+                             "detector-margin": detector_margin}
 TARGETED: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
-    "ce": targeted_ce, "dlr": targeted_dlr, "margin": targeted_margin}
+    "ce": targeted_ce, "dlr": targeted_dlr, "margin": targeted_margin,
+    "detector-margin": targeted_detector_margin}
 
 
 def resolve(attack: str, loss: str | LossFn) -> LossFn:

@@ -15,6 +15,7 @@ from aerobust.attacks import norms
 from aerobust.attacks.base import Attack, CountedModel, batch_view, check_number, linf_box
 from aerobust.attacks.losses import LossFn, resolve
 from aerobust.errors import UserError
+from aerobust.rejection import fooled as wrong_class
 
 # The iterations, out of a budget of 10,000, after which the paper's schedule halves p
 # (the share of a channel's pixels one update covers); other budgets scale them.
@@ -127,7 +128,7 @@ class Square(Attack):
             return x.clone(), torch.zeros_like(y, dtype=torch.bool)
         loss = resolve(self.name, self.loss)
         logits = model(x)
-        fooled = logits.argmax(dim=1) != y
+        fooled = wrong_class(logits, y, model.rejects)
         if self.eps == 0 or bool(fooled.all()):
             return x.clone(), fooled
         images = _as_images(x)
@@ -163,7 +164,7 @@ class Square(Attack):
 
         def forward(current: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
             logits = model(current.reshape(-1, *shape[1:]))
-            return loss(logits, y), logits.argmax(dim=1) != y
+            return loss(logits, y), wrong_class(logits, y, model.rejects)
 
         def signs(*size: int) -> Tensor:
             return torch.randint(0, 2, size, generator=generator).to(x.device).bool()

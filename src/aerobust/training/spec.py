@@ -118,13 +118,23 @@ class TrainSpec:
         (``npz:/tmp/.../split.npz``), and the same images at another path train the
         same model, so they must find the same run (the run's name still shows the
         file's name)."""
-        d = {k: v for k, v in self.to_dict().items()
-             if (k not in _HASHED_ONLY_IF_SET or v != _HASHED_ONLY_IF_SET[k])
-             and k != "dataset"}
-        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return spec_digest({k: v for k, v in self.to_dict().items()
+                            if k not in _HASHED_ONLY_IF_SET or v != _HASHED_ONLY_IF_SET[k]})
 
     @property
     def run_name(self) -> str:
-        data = re.sub(r"[^A-Za-z0-9]+", "-", self.dataset.rsplit("/", 1)[-1]).strip("-")
-        return f"{self.kind}-{self.arch}-{data}-{self.digest[:12]}"
+        return run_name(f"{self.kind}-{self.arch}", self.dataset, self.digest)
+
+
+def spec_digest(spec: dict[str, Any]) -> str:
+    """SHA-256 of a spec's canonical JSON, ``dataset`` left out (the checksum stands for
+    the data; see ``TrainSpec.digest``)."""
+    d = {k: v for k, v in spec.items() if k != "dataset"}
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def run_name(prefix: str, dataset: str, digest: str) -> str:
+    """``prefix-data-digest12``: the data's file name, made safe, for people to read."""
+    data = re.sub(r"[^A-Za-z0-9]+", "-", dataset.rsplit("/", 1)[-1]).strip("-")
+    return f"{prefix}-{data}-{digest[:12]}"

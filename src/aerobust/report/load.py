@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from aerobust.errors import UserError
-from aerobust.names import EXPERIMENT_NAMES
+from aerobust.names import ALL_EXPERIMENTS, EXPERIMENT_NAMES
 
 Row = dict[str, Any]
 
@@ -104,7 +104,7 @@ def _finished_rows(part_dir: Path, meta: dict[str, Any]) -> dict[str, list[Row]]
     """Rows of the experiments part.json lists as finished. A rows file it does not list
     is from an interrupted run or an older config, so it is left out."""
     rows = {}
-    for name in EXPERIMENTS:
+    for name in ALL_EXPERIMENTS:
         if name not in meta.get("experiments", {}):
             continue
         data = _read_json(part_dir / f"{name}.json")

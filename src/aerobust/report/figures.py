@@ -270,7 +270,7 @@ class GapItem:
     span: tuple[float, float] | None
 
 
-def gaps_png(items: Sequence[GapItem], title: str) -> bytes:
+def gaps_png(items: Sequence[GapItem], title: str, unit: str) -> bytes:
     """One row per cell: the choices' span as a bar, ours at the defaults as a dot with
     its 95% interval, the paper's value as a cross."""
     fig = Figure(figsize=(8, 0.5 * len(items) + 1.4), layout="constrained")
@@ -291,6 +291,7 @@ def gaps_png(items: Sequence[GapItem], title: str) -> bytes:
     ax.set_yticks(range(len(items)), [item.label for item in items])
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel(unit)
     ax.set_title(title)
     fig.legend(loc="outside lower center", ncol=3, frameon=False)
     return _png(fig)

@@ -248,7 +248,9 @@ def gaps_blocks(part: Part) -> list[Block]:
         items = _figure_items(table, found, rows)
         if items:
             blocks.append(Figure(
-                f"gaps_{table}_{part.name}", figures.gaps_png(items, TABLE_TITLES[table]),
+                f"gaps_{table}_{part.name}",
+                figures.gaps_png(items, TABLE_TITLES[table],
+                                 "G(AE-C) / G(C)" if table == "table4" else "accuracy (%)"),
                 f"Gaps to the paper: {TABLE_TITLES[table]}",
                 "Per cell: ours at the defaults (dot, with its 95% interval), the range "
                 "the choices span (bar) and the paper's value (cross)."))

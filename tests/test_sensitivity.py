@@ -11,7 +11,18 @@ import pytest
 from aerobust.cli import main
 from aerobust.experiments import ExperimentConfig, Workspace, sensitivity
 from aerobust.experiments.sensitivity import SITES, TABLE3_SEEDS
-from aerobust.report.gaps import EXPLAINED, NO_GAP, NOT_EXPLAINED, PARTLY, judge
+from aerobust.report.gaps import (
+    EXPLAINED,
+    NO_GAP,
+    NOT_EXPLAINED,
+    PARTLY,
+    gaps,
+    gaps_blocks,
+    judge,
+    main_run,
+)
+from aerobust.report.load import Part
+from aerobust.report.markdown import render_markdown
 from aerobust.report.seeds import Summary
 from tests.conftest import reproduce_args
 
@@ -104,3 +115,32 @@ def test_reproduce_only_sensitivity_writes_the_gaps_section(
     before = {p: p.stat().st_mtime_ns for p in (out / "d" / "cells").rglob("*.json")}
     assert main(args) == 0  # resumed: every cell read back, none computed again
     assert {p: p.stat().st_mtime_ns for p in (out / "d" / "cells").rglob("*.json")} == before
+
+
+def _row(axis: str, choice: str, variant: str, accuracy: float) -> dict:
+    """A made-up sweep row at Table 1's PGD 20/255 site, on 1000 images."""
+    robust = round(accuracy * 10)
+    return {"site": "t1-pgd-20", "table": "table1", "attack": "pgd", "eps": 20.0,
+            "gaps": ["C"], "axis": axis, "choice": choice, "variant": variant, "seed": 0,
+            "paper": {"C": 30.63, "AE-C": 71.24}[variant], "accuracy": accuracy, "n": 1000,
+            "points": list(range(robust))}
+
+
+def test_the_section_judges_a_made_up_gap_and_rechecks_the_claim_under_its_choice() -> None:
+    rows = [_row("default", "as the preset", "C", 76.0), _row("default", "as the preset",
+                                                              "AE-C", 90.0),
+            _row("PGD step size", "0.01", "C", 31.0), _row("PGD step size", "0.01", "AE-C",
+                                                           70.0),
+            _row("PGD steps", "7", "C", 80.0), _row("PGD steps", "7", "AE-C", 91.0)]
+    main = [{"variant": "C", "attack": "pgd", "eps": 20.0, "seed": s, "accuracy": a,
+             "n": 1000} for s, a in ((0, 76.0), (1, 72.0), (2, 80.0))]
+    part = Part("mnist", {}, {"sensitivity": rows, "table1": main}, None, None)
+    [found] = gaps(rows)
+    assert found.verdict.outcome == EXPLAINED and found.verdict.choices == (
+        "PGD step size: 0.01",)
+    assert main_run(part, found).mean == pytest.approx(76.0)
+    md = render_markdown(gaps_blocks(part))
+    assert "| t1-pgd-20 | C | 30.63 | 76.00 [66.06, 85.94]: gap |" in md
+    # The claim under the explaining choice: AE-C 39 points above C, paired on the points.
+    assert "| t1-pgd-20 | PGD step size: 0.01 | AE-C - C: +39.00" in md
+    assert md.count("| **holds** |") == 2  # at the defaults and under the choice

@@ -79,6 +79,10 @@ def test_the_plan_lists_every_site_choice_and_table3_on_more_seeds() -> None:
         assert expected in labels, expected
     # PGD's 40 steps are the preset's: planned once, as the defaults
     assert ("t1-pgd-20", "40") not in labels
+    # CW, hours per cell at the paper's size, tries only its own choices
+    assert {c.coords["axis"] for c in cells if c.coords["site"] == "t1-cw"} == {
+        "default", "CW steps", "CW learning rate", "CW binary-search steps",
+        "CW failure returns"}
     cap = next(c for c in cells if c.coords["site"] == "t1-deepfool"
                and c.coords["choice"] == "3" and c.coords["variant"] == "AE-C")
     assert cap.params["attack"]["params"]["steps"] == 3

@@ -88,6 +88,19 @@ def summary(results: Results) -> list[Block]:
             parts]
 
 
+def _sweep_note(part: Part) -> Paragraph:
+    """What the sensitivity sweep ran on, which may be less than the main tables."""
+    rows = part.rows["sensitivity"]
+    sites = [r for r in rows if r.get("table") != "table3"]
+    sizes = {r.get("attack"): r.get("n") for r in sites}
+    seeds = sorted({r["seed"] for r in rows if r.get("table") == "table3"})
+    return Paragraph(
+        f"`{part.name}`, sensitivity sweep: the first {sizes.get('pgd', '-')} test images "
+        f"(CW: {sizes.get('cw', '-')}), seed {min((r['seed'] for r in sites), default='-')}, "
+        f"fewer than the main tables where `--n` is larger; Table 3 on seeds "
+        f"{', '.join(map(str, seeds)) or '-'}.")
+
+
 def _expected(part: Part) -> int:
     """How many experiments the part was to run: the default ones, and an optional one
     (the sensitivity sweep) where it was asked for or ran."""
@@ -180,6 +193,7 @@ def settings(results: Results) -> list[Block]:
                *([f, *(_value(p.meta.get("config", {}).get(f, "-")) for p in parts)]
                  for f in fields)]),
     ]
+    blocks += [_sweep_note(p) for p in parts if "sensitivity" in p.rows]
     for p in parts:
         blocks += [Heading(3, f"Trained runs: `{p.name}`"), _runs(p)]
     timed = [*EXPERIMENTS, *(e for e in OPTIONAL_EXPERIMENTS

@@ -113,3 +113,23 @@ def attack(setup: Setup, name: str, eps: float | None, seed: int, *,
     else:
         made = attacks.get("deepfool", steps=c.deepfool_steps)
     return {"name": made.name, "params": made.params()}
+
+
+# method -> (the training option it sets, the symbol the paper uses)
+LATENT_METHODS = {"regularization": ("lam", "lambda"), "alternating": ("gamma", "gamma")}
+
+
+def latent_settings(setup: Setup) -> list[tuple[str, float]]:
+    """(method, value) cells in the paper's column order."""
+    c = setup.config
+    return ([("regularization", v) for v in c.lambdas]
+            + [("alternating", v) for v in c.gammas])
+
+
+def latent(setup: Setup, method: str, value: float, seed: int) -> Net:
+    """The latent classifier of one setting. lambda = 0 and gamma = 0 are both plain CE
+    training of the same network (as the paper's equal first columns show): one net."""
+    options = {} if value == 0 else {
+        "method": method,
+        LATENT_METHODS[method][0]: int(value) if method == "alternating" else float(value)}
+    return Net("latent-classifier", seed, setup.config.classifier_epochs, options)

@@ -14,20 +14,30 @@ from typing import Any
 from aerobust import atomic
 from aerobust.corrupt import set_aside
 from aerobust.data import Dataset, load_dataset
-from aerobust.experiments import audit, figure2, figure4, table1, table2, table3, table4
+from aerobust.experiments import (
+    audit,
+    figure2,
+    figure4,
+    sensitivity,
+    table1,
+    table2,
+    table3,
+    table4,
+)
 from aerobust.experiments.compute import Context, Row
 from aerobust.experiments.config import ExperimentConfig, resolve
 from aerobust.experiments.measures import compute_cell
 from aerobust.experiments.recipes import Setup
 from aerobust.experiments.spec import Cell
-from aerobust.names import EXPERIMENT_NAMES
+from aerobust.names import ALL_EXPERIMENTS
 from aerobust.provenance import library_versions
 from aerobust.training import Run, RunStore
 
-_MODULES = {m.EXPERIMENT: m for m in (table1, table2, figure2, table3, table4, figure4, audit)}
-# Each experiment's plan, by name, in EXPERIMENT_NAMES's order.
+_MODULES = {m.EXPERIMENT: m for m in (table1, table2, figure2, table3, table4, figure4, audit,
+                                      sensitivity)}
+# Each experiment's plan, by name, in ALL_EXPERIMENTS's order.
 EXPERIMENTS: dict[str, Callable[[Setup], list[Cell]]] = {
-    name: _MODULES[name].cells for name in EXPERIMENT_NAMES}
+    name: _MODULES[name].cells for name in ALL_EXPERIMENTS}
 
 
 @dataclass(frozen=True)

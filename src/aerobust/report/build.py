@@ -14,6 +14,7 @@ from aerobust import atomic
 from aerobust.report import figures, settings, tables
 from aerobust.report.audit import paper_audit_blocks
 from aerobust.report.blocks import Block, Figure, Heading, Paragraph, Table
+from aerobust.report.gaps import gaps_blocks
 from aerobust.report.html import render_html
 from aerobust.report.load import Part, Results, Row, load_results, read_rows
 from aerobust.report.markdown import render_markdown
@@ -116,10 +117,17 @@ def _audit(parts: list[Part]) -> list[Block]:
     return blocks
 
 
+def _gaps(parts: list[Part]) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Gaps to the paper")]
+    for part in parts:
+        blocks += [Heading(3, f"`{part.name}`"), *gaps_blocks(part)]
+    return blocks
+
+
 # Each experiment's section of the report, in the report's order.
 SECTIONS: dict[str, Callable[[list[Part]], list[Block]]] = {
     **{name: _table(title, make) for name, title, make in TABLES},
-    "figure2": _figure2, "figure4": _figure4, "audit": _audit}
+    "figure2": _figure2, "figure4": _figure4, "audit": _audit, "sensitivity": _gaps}
 
 
 def _examples(results: Results) -> list[Block]:
@@ -143,8 +151,10 @@ def _examples(results: Results) -> list[Block]:
 def build(results: Results) -> list[Block]:
     """The whole document, in the order the task and the paper read."""
     parts = results.parts
-    sections = [b for name in ("table1", "table2", "table3", "table4", "figure2", "figure4",
-                               "audit") for b in SECTIONS[name](parts)]
+    names = ["table1", "table2", "table3", "table4", "figure2", "figure4", "audit"]
+    if any("sensitivity" in p.rows or "sensitivity" in (p.requested or ()) for p in parts):
+        names.append("sensitivity")  # optional: shown where it was asked for or ran
+    sections = [b for name in names for b in SECTIONS[name](parts)]
     return [Heading(1, TITLE), *settings.summary(results), *_verdicts(results), *sections,
             *_examples(results), Heading(2, "Settings"), *settings.settings(results)]
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from aerobust.report.load import Row
-from aerobust.report.seeds import group, seed_of, summary
+from aerobust.report.seeds import Summary, group, seed_of, summary
 
 BLUE, ORANGE = "tab:blue", "tab:orange"
 RIGHT, WRONG = "#1a7f37", "#cf222e"
@@ -255,4 +256,42 @@ def paper_audit_png(rows: list[Row], dataset: str) -> bytes:
                loc="outside lower center", ncol=2, frameon=False)
     fig.suptitle(f"The paper's models audited on {dataset} ({rows[0]['n']} test images, "
                  f"budget {rows[0]['budget']})")
+    return _png(fig)
+
+
+@dataclass(frozen=True)
+class GapItem:
+    """One cell of a gaps figure: ours at the defaults, the paper's value and the span
+    of our values over the choices tried (None: no choices)."""
+
+    label: str
+    ours: Summary
+    paper: float | None
+    span: tuple[float, float] | None
+
+
+def gaps_png(items: Sequence[GapItem], title: str, unit: str) -> bytes:
+    """One row per cell: the choices' span as a bar, ours at the defaults as a dot with
+    its 95% interval, the paper's value as a cross."""
+    fig = Figure(figsize=(8, 0.5 * len(items) + 1.4), layout="constrained")
+    ax = fig.subplots()
+    for i, item in enumerate(items):
+        if item.span is not None:
+            lo, hi = item.span
+            ax.barh(i, max(hi - lo, 1e-9), left=lo, height=0.5, color=BLUE, alpha=0.25,
+                    label="range over the choices" if i == 0 else None)
+        if item.ours.mean is not None:
+            err = (None if item.ours.lo is None or item.ours.hi is None else
+                   [[item.ours.mean - item.ours.lo], [item.ours.hi - item.ours.mean]])
+            ax.errorbar(item.ours.mean, i, xerr=err, fmt="o", color=BLUE, capsize=3,
+                        label="ours at the defaults (95% interval)" if i == 0 else None)
+        if item.paper is not None:
+            ax.plot(item.paper, i, "x", color=WRONG, markersize=9, markeredgewidth=2,
+                    label="the paper" if i == 0 else None)
+    ax.set_yticks(range(len(items)), [item.label for item in items])
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel(unit)
+    ax.set_title(title)
+    fig.legend(loc="outside lower center", ncol=3, frameon=False)
     return _png(fig)

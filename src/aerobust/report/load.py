@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from aerobust.errors import UserError
-from aerobust.names import EXPERIMENT_NAMES
+from aerobust.names import ALL_EXPERIMENTS, EXPERIMENT_NAMES
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -125,7 +125,7 @@ def _finished_rows(part_dir: Path, meta: dict[str, Any]
     does not parse. A rows file it does not list is from an interrupted run or an older
     config, so it is left out."""
     rows, unreadable = {}, {}
-    for name in EXPERIMENTS:
+    for name in ALL_EXPERIMENTS:
         if name not in meta.get("experiments", {}):
             continue
         data, problem = _readable(_read_json, part_dir / f"{name}.json")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from aerobust.names import OPTIONAL_EXPERIMENTS
 from aerobust.report.blocks import Block, Heading, Paragraph, Table
 from aerobust.report.load import EXPERIMENTS, Part, Results
 from aerobust.report.numbers import GAMMA, LAMBDA, duration
@@ -94,7 +95,7 @@ def summary(results: Results) -> list[Block]:
                   [[f"`{p.name}`", f"`{p.meta.get('dataset', '-')}`", p.paper_name,
                     f"`{_short(p.meta.get('data_checksum', '-'))}`",
                     f"`{p.meta.get('config_hash', '-')}`", _seeds(p.meta),
-                    f"{len(p.rows)} of {len(EXPERIMENTS)}"]
+                    f"{len(p.rows)} of {_expected(p)}"]
                    for p in results.parts],
                   [False] * 5 + [True, True])
     return [Paragraph(f"Preset `{m.get('preset', '-')}`; command `{m.get('command', '-')}`."),
@@ -103,6 +104,27 @@ def summary(results: Results) -> list[Block]:
             parts,
             *(Paragraph(f"Fewer seeds: {line}.") for p in results.parts
               for line in _fewer_seeds(p))]
+
+
+def _sweep_note(part: Part) -> Paragraph:
+    """What the sensitivity sweep ran on, which may be less than the main tables."""
+    rows = part.rows["sensitivity"]
+    sites = [r for r in rows if r.get("table") != "table3"]
+    sizes = {r.get("attack"): r.get("n") for r in sites}
+    seeds = sorted({r["seed"] for r in rows if r.get("table") == "table3"})
+    return Paragraph(
+        f"`{part.name}`, sensitivity sweep: the first {sizes.get('pgd', '-')} test images "
+        f"(CW: {sizes.get('cw', '-')}), seed {min((r['seed'] for r in sites), default='-')}, "
+        f"fewer than the main tables where `--n` is larger; Table 3 on seeds "
+        f"{', '.join(map(str, seeds)) or '-'}.")
+
+
+def _expected(part: Part) -> int:
+    """How many experiments the part was to run: the default ones, and an optional one
+    (the sensitivity sweep) where it was asked for or ran."""
+    asked = part.requested or ()
+    return len(EXPERIMENTS) + sum(1 for e in OPTIONAL_EXPERIMENTS
+                                  if e in asked or e in part.rows)
 
 
 def _metric(metrics: dict[str, Any]) -> str:
@@ -189,12 +211,15 @@ def settings(results: Results) -> list[Block]:
                *([f, *(_value(p.meta.get("config", {}).get(f, "-")) for p in parts)]
                  for f in fields)]),
     ]
+    blocks += [_sweep_note(p) for p in parts if "sensitivity" in p.rows]
     for p in parts:
         blocks += [Heading(3, f"Trained runs: `{p.name}`"), _runs(p)]
+    timed = [*EXPERIMENTS, *(e for e in OPTIONAL_EXPERIMENTS
+                             if any(e in p.meta.get("experiments", {}) for p in parts))]
     seconds = [[p.meta.get("experiments", {}).get(e, {}).get("seconds") for p in parts]
-               for e in EXPERIMENTS]
+               for e in timed]
     time_rows = [[e, *("not run" if s is None else duration(s) for s in row)]
-                 for e, row in zip(EXPERIMENTS, seconds, strict=True)]
+                 for e, row in zip(timed, seconds, strict=True)]
     totals = [sum(row[i] or 0 for row in seconds) for i in range(len(parts))]
     time_rows.append(["**sum**", *(f"**{duration(t)}**" for t in totals)])
     libraries = sorted({k for p in parts for k in p.meta.get("versions", {})}

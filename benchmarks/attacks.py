@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import importlib.metadata
 import os
 import platform
 import resource
@@ -580,9 +581,10 @@ def markdown_table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def machine_info(threads: int, malloc: dict[str, int] | None) -> dict[str, Any]:
-    import torchattacks
-
+def machine_info(threads: int, malloc: dict[str, int] | None,
+                 peers: tuple[str, ...] = ("torchattacks",)) -> dict[str, Any]:
+    """The machine line's facts, with the version of each installed peer in ``peers``
+    (distribution names)."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -593,7 +595,7 @@ def machine_info(threads: int, malloc: dict[str, int] | None) -> dict[str, Any]:
         pass
     return {
         "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": threads, "malloc": malloc,
-        **library_versions(), "torchattacks": torchattacks.__version__,
+        **library_versions(), **{peer: importlib.metadata.version(peer) for peer in peers},
         "platform": platform.platform(), "load_average_at_start": list(os.getloadavg()),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

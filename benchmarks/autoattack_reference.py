@@ -297,6 +297,9 @@ def render(report: dict[str, Any]) -> str:
             + f"| {_yes(c.get('accuracy_met'))} | {speed} |")
     t = report.get("targets")
     lines.append("")
+    if any("audit" not in c["methods"] for c in report["cells"]):
+        lines.append("Audit `-`: the aerobust that ran has no `norm=` in its audit (issue 28, "
+                     "item 1), so those cells ran AutoAttack and PGD-40 alone.")
     if t:
         lines.append(
             f"Targets over {t['cells']} cell(s): accuracy {_yes(t['accuracy_met'])}; median "

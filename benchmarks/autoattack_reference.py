@@ -151,12 +151,12 @@ def run_audit(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float,
     split into the ladder's attack rungs and the fixed costs (the probes, the eps
     curve, the clean check: outside every rung; the convergence check: ``check``
     rungs), which do not shrink with n."""
-    import aerobust
+    from aerobust.audit import audit
 
     threat = {"norm": norm} if norm != "Linf" else {}  # Linf: the default everywhere
     start = time.perf_counter()
-    a = aerobust.audit(model, x, y, eps=eps, budget="standard", seed=0,
-                       batch_size=batch_size, **threat)
+    a = audit(model, x, y, eps=eps, budget="standard", seed=0,
+              batch_size=batch_size, **threat)
     seconds = time.perf_counter() - start
     robust = torch.tensor([p["clean_correct"] and p["broken_by"] is None for p in a.ledger])
     rungs = [{k: r[k] for k in ("name", "kind", "attacked", "broken", "seconds")}

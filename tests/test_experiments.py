@@ -53,7 +53,7 @@ def test_table1_rows_markdown_and_cached_cells(tmp_path: Path, npz: str) -> None
     for r in rows:
         assert r["data_checksum"] == ws.dataset.checksum and r["key"] and r["seed"] == 0
         assert {"torch", "aerobust"} <= set(r["versions"])
-        assert r["code"]["trainer"].startswith("0.") and r["spec"]["coords"]["seed"] == 0
+        assert r["code"]["train:lenet5"].startswith("0.") and r["spec"]["coords"]["seed"] == 0
     md = Path(paths["md"]).read_text()
     assert "| PGD | 80 |" in md and "AE-C" in md
     saved = json.loads((tmp_path / "out" / "table1.json").read_text())

@@ -196,7 +196,7 @@ def test_plan_lists_every_cell_the_run_computes(tmp_path: Path, tiny_npz: str,
     # fully resolved: the attack's own defaults, the seed, the images, the code version
     assert pgd["params"]["attack"]["params"]["steps"] == 2
     assert pgd["params"]["attack"]["params"]["seed"] == 0 and pgd["params"]["n"] == 12
-    assert set(pgd["code"]) == {"trainer", "attack:pgd", "metrics"}
+    assert set(pgd["code"]) == {"train:lenet5", "attack:pgd", "metrics", "compute"}
     assert main([*reproduce_args(tiny_npz, reference, tmp_path / "store"), "--plan"]) == 0
     assert f"total: {len(cells)} cells, {len(cells)} cached" in capsys.readouterr().out
 

@@ -39,7 +39,7 @@ def test_fields_and_statistics(digits: Any, trained: nn.Module) -> None:
     flipped = correct & result.success
     assert isinstance(report, Evaluation)
     assert report.n == 100 and report.attack == "fgsm"
-    assert report.params == {"eps": 0.1, "eot": 1}
+    assert report.params == {"eps": 0.1, "clip": True, "eot": 1}
     assert report.execution == {"block_size": 32, "channels_last": True, "device": "cpu"}
     assert report.clean_accuracy == pytest.approx(correct.float().mean().item())
     robust = correct & ~result.success

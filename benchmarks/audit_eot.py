@@ -61,8 +61,10 @@ def run(name: str, n: int, eps: float, budget: str) -> dict[str, Any]:
 
 def markdown(rows: list[dict[str, Any]], command: str) -> str:
     lines = ["# The audit on randomised defenses beside a plain EOT-PGD", "",
-             f"`{command}`; digits, MLP trained through each defense; robust accuracy judged "
-             "by a majority of 25 fresh forwards. Target: audit <= EOT-PGD + 3 points.", "",
+             f"`{command}`; budget {rows[0]['budget']}, {rows[0]['n']} digits, Linf "
+             f"{rows[0]['eps']:g}; MLP trained through each defense; robust accuracy judged "
+             "by a majority of 25 fresh forwards, a break in a minimum over attacks "
+             "confirmed by a second one. Target: audit <= EOT-PGD + 3 points.", "",
              "| defense | audit | EOT-PGD | audit - EOT-PGD (points) | PGD-40 (audit's "
              "baseline) | audit s | EOT-PGD s |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['defense']} | {r['audit_robust_accuracy']:.1%} | "

@@ -22,7 +22,7 @@ from aerobust.attacks.base import (
     linf_box,
 )
 from aerobust.attacks.losses import TARGETED, LossFn, resolve
-from aerobust.attacks.pgd import uniform_starts
+from aerobust.attacks.pgd import random_starts
 from aerobust.errors import UserError
 
 
@@ -187,11 +187,8 @@ class APGD(Attack):
     def _draws(self, x: Tensor) -> Tensor | None:
         """Each sample's noise for every restart, ``(N, restarts, ...)``, from the seeded
         CPU generator for the whole batch (as PGD's): uniform in Linf, Gaussian else."""
-        if not self.random_start or self.eps == 0:
-            return None
-        if self.norm == "Linf":
-            return uniform_starts(x, self.seed, self.restarts)
-        return norms.normal_starts(x, self.seed, self.restarts)
+        return random_starts(x, self.seed, self.restarts, self.norm,
+                             self.random_start and self.eps != 0)
 
     def _attack(
         self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None

@@ -29,6 +29,17 @@ def uniform_starts(x: Tensor, seed: int, restarts: int) -> Tensor:
                         for _ in range(restarts)], dim=1)
 
 
+def random_starts(x: Tensor, seed: int, restarts: int, norm: str,
+                  wanted: bool = True) -> Tensor | None:
+    """The noise of every restart's random start: uniform for Linf, Gaussian for L2 and
+    L1 (``norms.normal_starts``); None when no random start is wanted."""
+    if not wanted:
+        return None
+    if norm == "Linf":
+        return uniform_starts(x, seed, restarts)
+    return norms.normal_starts(x, seed, restarts)
+
+
 @dataclass(frozen=True)
 class PGD(Attack):
     """Signed-gradient ascent on a loss (CE by default), projected onto the eps-ball and
@@ -122,11 +133,8 @@ class PGD(Attack):
         """Each sample's random start for every restart, ``(N, restarts, ...)``: restart
         r's noise for the whole batch comes from the seeded CPU generator in turn, so a
         sample gets the same start whatever block (or device) it is attacked on."""
-        if not self.random_start or self.eps == 0:
-            return None
-        if self.norm == "Linf":
-            return uniform_starts(x, self.seed, self.restarts)
-        return norms.normal_starts(x, self.seed, self.restarts)
+        return random_starts(x, self.seed, self.restarts, self.norm,
+                             self.random_start and self.eps != 0)
 
     def _attack(
         self, model: CountedModel, x: Tensor, y: Tensor, draws: Tensor | None

@@ -18,14 +18,14 @@ from tests.test_cli import _run
 def test_audit_of_a_user_defense_writes_its_pages(trained, capsys) -> None:
     data, run, tmp = trained
     code, out, _ = _run(capsys, "audit", "--classifier", run, "--dataset", data,
-                        "--defense", f"{tmp / 'defense.py'}:Round", "--eps", "51",
+                        "--defense", f"{tmp / 'defense.py'}:Round", "--eps", "51", "--n", "16",
                         "--budget", "quick", "--out", str(tmp / "out"), "--quiet", "--json")
     assert code == 0
     row = json.loads(out)
     # computed here: the defended model's clean accuracy, and a hand-written BPDA attack
     # (PGD through the rounding as if it were the identity) that the audit must match
     with np.load(data.removeprefix("npz:")) as npz:
-        x, y = torch.from_numpy(npz["x_test"]), torch.from_numpy(npz["y_test"])
+        x, y = torch.from_numpy(npz["x_test"][:16]), torch.from_numpy(npz["y_test"][:16])
     clf = load_model(Path(run) / "model.pt")
 
     def defended(v: torch.Tensor) -> torch.Tensor:
@@ -58,7 +58,7 @@ def test_audit_of_a_user_defense_writes_its_pages(trained, capsys) -> None:
 def test_audit_in_l2_takes_eps_in_the_0_1_scale(trained, capsys) -> None:
     data, run, _ = trained
     code, out, _ = _run(capsys, "audit", "--classifier", run, "--dataset", data, "--eps",
-                        "1.5", "--norm", "L2", "--fab", "--budget", "quick", "--n", "40",
+                        "1.5", "--norm", "L2", "--fab", "--budget", "quick", "--n", "12",
                         "--quiet", "--json")
     assert code == 0
     row = json.loads(out)

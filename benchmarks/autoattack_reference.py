@@ -36,7 +36,6 @@ Without it the script says so and exits 2; without the MNIST files it exits 0.
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import shlex
 import statistics
@@ -136,15 +135,6 @@ def run_autoattack(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float
             "in_box": bool(x_adv.min() >= 0 and x_adv.max() <= 1)}
 
 
-def audit_norms() -> tuple[str, ...]:
-    """The norms this aerobust's audit takes: Linf alone before its ``norm=`` (issue 28,
-    item 1) is merged."""
-    from aerobust.audit import audit
-
-    norms = ("Linf", "L2", "L1")
-    return norms if "norm" in inspect.signature(audit).parameters else norms[:1]
-
-
 def run_audit(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float,
               batch_size: int) -> dict[str, Any]:
     """``aerobust.audit`` as a user calls it, per-point robust from its ledger; its time
@@ -153,10 +143,9 @@ def run_audit(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float,
     rungs), which do not shrink with n."""
     from aerobust.audit import audit
 
-    threat = {"norm": norm} if norm != "Linf" else {}  # Linf: the default everywhere
     start = time.perf_counter()
-    a = audit(model, x, y, eps=eps, budget="standard", seed=0,
-              batch_size=batch_size, **threat)
+    a = audit(model, x, y, eps=eps, budget="standard", seed=0, batch_size=batch_size,
+              norm=norm)
     seconds = time.perf_counter() - start
     robust = torch.tensor([p["clean_correct"] and p["broken_by"] is None for p in a.ledger])
     rungs = [{k: r[k] for k in ("name", "kind", "attacked", "broken", "seconds")}
@@ -188,10 +177,7 @@ def run_cell(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float, batc
                                                   batch_size),
              "audit": lambda: run_audit(model, x, y, norm, eps, batch_size),
              "pgd40": lambda: run_pgd(model, x, y, norm, eps, batch_size)}
-    if norm not in audit_norms():
-        del calls["audit"]
-        log(f"    audit: skipped (this aerobust's audit has no norm={norm!r})")
-    order = [m for m in ("autoattack", "audit") if m in calls]
+    order = ["autoattack", "audit"]
     order = [*(order if autoattack_first else order[::-1]), "pgd40"]
     methods: dict[str, dict[str, Any]] = {}
     for method in order:

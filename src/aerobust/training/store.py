@@ -33,7 +33,7 @@ RUN_FILE = "run.json"
 # a finished run's files, in the order training writes them
 FINISHED_FILES = (MODEL_FILE, METRICS_FILE, RUN_FILE)
 # what a finished run consists of: what ``export`` carries to another machine's store
-RUN_FILES = ("spec.json", METRICS_FILE, RUN_FILE, MODEL_FILE)
+RUN_FILES = ("spec.json", *FINISHED_FILES)
 
 
 def default_store() -> Path:
@@ -181,7 +181,7 @@ class RunStore:
             for name in sorted(files, key=lambda n: n == MODEL_FILE):
                 atomic.write_bytes(path / name, files[name])
             (path / RESUME_FILE).unlink(missing_ok=True)
-            return Run(path, spec, json.loads(files["metrics.json"]))
+            return Run(path, spec, json.loads(files[METRICS_FILE]))
 
     @staticmethod
     def _read_state(path: Path) -> dict[str, Any]:

@@ -3,6 +3,7 @@ the store round trip, and the reject-logit convention with its adaptive attack."
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -11,6 +12,7 @@ from torch import nn
 
 from aerobust import attacks, load_model
 from aerobust.attacks import APGD, PGD
+from aerobust.attacks.model import CountedModel
 from aerobust.errors import UserError
 from aerobust.models import DEFENSES, LeNet5, build_model
 from aerobust.rejection import (
@@ -213,6 +215,25 @@ def test_adaptive_loss_evades_a_detector_that_plain_pgd_does_not():
 
 
 
+def test_cw_and_deepfool_do_not_take_a_rejection_for_a_success():
+    model = ToyDetector()
+    x, y = _toy_points()
+    # CW: its search now beats max(true, reject), so it walks along the data (a > 0.5,
+    # b = 0.5) to a wrong class the detector accepts, never stopping at a rejected iterate
+    result = attacks.CW(binary_steps=5, steps=200, lr=0.01)(model, x, y)
+    with torch.no_grad():
+        out = model(result.x_adv)
+    assert result.success.all() and not rejected(out).any()
+    # the shortest way: b to the detector's edge (+0.005, worth 0.2 of logit), a the rest
+    assert (result.l2 >= (0.4 - x[:, 0, 0, 0]) - 1e-4).all()
+    # DeepFool knows no detector: its steps follow the classifier off the data into the
+    # detector; a rejected iterate is not a success, so none is claimed
+    df = attacks.DeepFool(steps=20)
+    assert not df(model, x, y).success.any()
+    claimed = df._attack(CountedModel(model), x, y, None)[1]
+    assert claimed is not None and not claimed.any()
+
+
 def test_apgd_t_never_targets_the_reject_logit():
     # clean points score 0.8 of the threshold: the reject logit, max - 0.22, ranks above
     # the wrong class (-0.4 to -0.3), so only a rule that skips it targets the class
@@ -259,3 +280,23 @@ def test_an_interrupted_defense_resumes_to_the_same_weights(tmp_path, data):
     for (k, a), b in zip(resumed.load().state_dict().items(),
                          straight.load().state_dict().values(), strict=True):
         assert torch.equal(a, b), k
+
+
+def test_a_cell_trains_a_defense_over_the_classifier_it_guards(tmp_path, data):
+    from aerobust.experiments.compute import Context
+    from aerobust.experiments.spec import Cell, Model, Net
+
+    clf = Net("lenet5", seed=0, epochs=1)
+    dae = Net("ae-classifier", seed=0, epochs=1,
+              options={"defense": "dae", "settings": {"noise": 0.3},
+                       "guards": dataclasses.asdict(clf)})
+    cell = Cell("defenses", {"variant": "DAE"}, "clean", Model(dae), {"n": 8})
+    assert cell.nets() == [dae, clf] and dae.guarded() == clf
+    assert [c for c in cell.components() if ":" in c] == ["defense:dae", "train:lenet5"]
+    ctx = Context(data, RunStore(tmp_path), device="cpu", progress=False)
+    run = ctx.run(dae)
+    assert run.spec.defense == "dae" and run.spec.settings["noise"] == 0.3
+    # the guarded classifier is the plain net's own run: trained once, shared
+    assert run.spec.classifier_spec == ctx.train_spec(clf)[0]
+    assert ctx.store.finished(ctx.train_spec(clf)[0]) is not None
+    assert ctx.model(cell.model)(data.x_test[:4]).shape == (4, 3)

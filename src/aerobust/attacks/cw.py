@@ -9,6 +9,7 @@ from torch import Tensor
 
 from aerobust.attacks.base import Attack, CountedModel, batch_view, check_bool, check_number
 from aerobust.errors import UserError
+from aerobust.rejection import fooled as wrong_class
 
 # A constant with no upper bound yet keeps this; below it the search bisects.
 _NO_UPPER = 1e10
@@ -119,8 +120,13 @@ class CW(Attack):
             x_adv = (torch.tanh(w_var) + 1) / 2
             logits = model(x_adv)
             true_logit = logits.gather(1, label).squeeze(1)
-            other = logits.scatter(1, label, -torch.inf).amax(dim=1)
-            margin = torch.clamp(true_logit - other, min=-self.confidence)
+            classes = logits[:, :-1] if model.rejects else logits
+            other = classes.scatter(1, label, -torch.inf).amax(dim=1)
+            # Against a detector the point to beat is the true class or the reject
+            # logit, whichever is higher (``rejection.detector_margin``): a rejected
+            # iterate is no success.
+            held = torch.maximum(true_logit, logits[:, -1]) if model.rejects else true_logit
+            margin = torch.clamp(held - other, min=-self.confidence)
             l2 = (x_adv - x).flatten(1).square().sum(dim=1)
             loss = l2.sum() + (c * margin).sum()
             grad = model.grad(loss, w_var)
@@ -128,12 +134,13 @@ class CW(Attack):
             # These logits belong to this iterate: book it before Adam moves on. Fooled
             # means argmax != y once the true logit is raised by the confidence, as in
             # the reference (so ties resolve exactly like a plain prediction); with no
-            # confidence the raised logits are the logits themselves.
+            # confidence the raised logits are the logits themselves. A rejected iterate
+            # is not fooled (``aerobust.rejection``).
             with torch.no_grad():
                 raised = logits
                 if self.confidence:
                     raised = logits.scatter(1, label, (true_logit + self.confidence)[:, None])
-                hit = raised.argmax(dim=1) != y
+                hit = wrong_class(raised, y, model.rejects)
                 better = hit & (l2 < best_sq)
                 best_sq = torch.where(better, l2, best_sq)
                 # In place: ``best_adv`` is ours (a clone of x), and this runs every step.

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from aerobust.attacks.base import Attack, CountedModel, batch_view, check_number
 from aerobust.errors import UserError
+from aerobust.rejection import fooled as wrong_class
 
 CLIPS = ("step", "end", "none")
 JUDGES = ("returned", "iterate")
@@ -32,7 +33,10 @@ class DeepFool(Attack):
     ``margin`` (in logits) makes a step cross the linearised boundary rather than land
     on it. A sample whose prediction changed is frozen and drops out of the batch: after
     the forward pass that shows it finished, it costs nothing. Success means the final
-    prediction differs from the label.
+    prediction differs from the label. Against a model that rejects
+    (``aerobust.rejection``) the candidates are the classes only and a rejected iterate
+    is not done: DeepFool knows no detector, so the audit's adaptive loss is the attack
+    to run on one.
 
     ``clip`` says where the box [0,1] applies: ``"step"`` (default) at every iterate, as
     above; ``"end"``: the iterates move freely (``r_tot`` accumulates every step whole)
@@ -112,9 +116,9 @@ class DeepFool(Attack):
             predicted = logits.argmax(dim=1)
             prediction[active] = predicted
             if step == 0:
-                ranking = self._candidates(logits)
-            # Active samples are predicted as their label until they are fooled.
-            still = predicted == y[active]
+                ranking = self._candidates(logits[:, :-1] if model.rejects else logits)
+            # Active samples are predicted as their label (or rejected) until fooled.
+            still = ~wrong_class(logits, y[active], model.rejects)
             if last or not bool(still.any()):
                 break
             r = self._step(model, current, logits, ranking[active])[still]
@@ -126,12 +130,15 @@ class DeepFool(Attack):
             moved = torch.clamp(base + scale * (r_tot[active] + r), 0.0, 1.0)
             r_tot[active] = (moved - base) / scale
         x_adv = x + scale * r_tot
+        fooled = prediction != y
+        if model.rejects:
+            fooled &= prediction != logits.shape[1] - 1
         if self.clip == "none":
-            return x_adv, prediction != y
+            return x_adv, fooled
         x_adv = torch.clamp(x_adv, 0.0, 1.0)
         # Clipped only now: the last iterate's prediction says nothing of x_adv's.
         judged_here = box or self.judge == "iterate"
-        return x_adv, (prediction != y) if judged_here else None
+        return x_adv, fooled if judged_here else None
 
     def _candidates(self, clean_logits: Tensor) -> Tensor:
         """Classes ranked by clean logit, the prediction first (stable: same as argmax)."""

@@ -43,6 +43,7 @@ from aerobust.experiments.measures import compute_cell
 from aerobust.experiments.spec import Cell, Model, Net
 from aerobust.experiments.workspace import Planned, Workspace
 from aerobust.training import Run, RunStore, TrainSpec
+from aerobust.training.defenses import DefenseSpec, train_stored
 
 INSTALL = "pip install 'aerobust[ray]'"
 # how often Ray runs a task again after its worker or node died (not after an error
@@ -143,12 +144,17 @@ def _in_task(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _train_task(spec: TrainSpec, data: Any, device: str, threads: int) -> dict[str, bytes]:
-    """Train one network in a scratch store; its files go back to the driver."""
+def _train_task(spec: TrainSpec | DefenseSpec, data: Any, device: str, threads: int,
+                prior: Sequence[tuple[TrainSpec, dict[str, bytes]]] = ()) -> dict[str, bytes]:
+    """Train one network in a scratch store; its files go back to the driver. ``prior``:
+    finished runs its training loads (the classifier a defense guards), so the task
+    does not train them again."""
     _in_task(threads)
     with tempfile.TemporaryDirectory(prefix="aerobust-train-") as tmp:
         store = RunStore(tmp)
-        return store.export(store.train(spec, data, device, progress=False))
+        for prior_spec, files in prior:
+            store.adopt(prior_spec, files)
+        return store.export(train_stored(spec, data, store, device, progress=False))
 
 
 class _ShippedRuns(RunStore):
@@ -159,7 +165,8 @@ class _ShippedRuns(RunStore):
         raise RuntimeError(f"run {spec.run_name} was not shipped to this task")
 
 
-def _cells_task(cells: list[Cell], runs: list[tuple[Net, TrainSpec, dict[str, Any], Any]],
+def _cells_task(cells: list[Cell],
+                runs: list[tuple[Net, TrainSpec | DefenseSpec, dict[str, Any], Any]],
                 data: Any, device: str, threads: int) -> list[tuple[Row, float]]:
     """Compute ``cells`` on the runs sent with them; each row with its seconds."""
     import ray
@@ -235,7 +242,7 @@ class _Net:
     part: int  # which of the run's datasets it trains on
     ws: Workspace
     run: Run | None = None
-    spec: TrainSpec | None = None
+    spec: TrainSpec | DefenseSpec | None = None
     weights: Any = None  # the object ref of its model file, put once
     submitted: bool = False
 
@@ -291,10 +298,19 @@ def run_cells(ray: Any, work: Sequence[tuple[Workspace, Sequence[Planned]]], sto
             tasks.append(_Task(i, ws, chunk, [net_state(i, n) for n in needed]))
 
     def deps(n: _Net) -> list[_Net]:
-        """The networks whose predictions ``n`` trains on."""
-        if n.net.labels_from is None:
+        """The networks whose predictions ``n`` trains on, and the classifier it guards."""
+        found = [] if n.net.labels_from is None else [
+            net_state(n.part, d) for d in _nets(n.net.labels_from)]
+        guarded = n.net.guarded()
+        return found if guarded is None else [*found, net_state(n.part, guarded)]
+
+    def prior(n: _Net) -> list[tuple[TrainSpec, dict[str, bytes]]]:
+        guarded = n.net.guarded()
+        if guarded is None:
             return []
-        return [net_state(n.part, d) for d in _nets(n.net.labels_from)]
+        g = net_state(n.part, guarded)
+        assert g.spec is not None and g.run is not None  # deps finish first
+        return [(g.spec, store.export(g.run))]
 
     def finish(n: _Net, run: Run) -> None:
         n.ws.context.adopt(n.net, run)
@@ -319,7 +335,8 @@ def run_cells(ray: Any, work: Sequence[tuple[Workspace, Sequence[Planned]]], sto
                     finish(n, run)
                     continue
                 ref = data[n.part] if trained_on is n.ws.dataset else ray.put(trained_on)
-                pending[train.remote(n.spec, ref, where.device, where.threads)] = ("train", n)
+                pending[train.remote(n.spec, ref, where.device, where.threads,
+                                     prior(n))] = ("train", n)
         for t in tasks:
             if not t.submitted and all(n.run is not None for n in t.nets):
                 t.submitted = True

@@ -24,6 +24,7 @@ from aerobust.metrics import gradient_amplitude, predict
 from aerobust.models import AEClassifier
 from aerobust.threads import stored_work_threads
 from aerobust.training import Run, RunStore, TrainSpec, default_spec
+from aerobust.training.defenses import DefenseSpec, defense_spec, train_stored
 
 Row = dict[str, Any]
 
@@ -63,18 +64,26 @@ class Context:
         key = spec_json(net)
         if key not in self._runs:
             spec, data = self.train_spec(net)
-            self.adopt(net, self.store.train(spec, data, self.device, progress=self.progress))
+            self.adopt(net, train_stored(spec, data, self.store, self.device,
+                                         progress=self.progress))
         return self._runs[key]
 
-    def train_spec(self, net: Net) -> tuple[TrainSpec, Dataset]:
+    def train_spec(self, net: Net) -> tuple[TrainSpec | DefenseSpec, Dataset]:
         """What training ``net`` means here: its full spec and the data it trains on (a
         substitute's labels are the predictions of the model it imitates, so that
-        model's runs are looked up first)."""
+        model's runs are looked up first; a defense's spec holds the spec of the
+        classifier it guards, ``Net.guarded``)."""
         data = self.dataset
         if net.labels_from is not None:
             labels = predict(self.model(net.labels_from), data.x_train)
             source = hashlib.sha256(spec_json(net.labels_from).encode()).hexdigest()[:16]
             data = relabelled(data, labels, source)
+        if net.defense is not None:
+            guarded = net.guarded()
+            classifier = None if guarded is None else self.train_spec(guarded)[0]
+            return defense_spec(net.defense, data, classifier=classifier,
+                                settings=net.options.get("settings"), seed=net.seed,
+                                epochs=net.epochs), data
         return default_spec(net.arch, data, seed=net.seed, epochs=net.epochs,
                             **net.options), data
 

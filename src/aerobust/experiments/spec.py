@@ -34,13 +34,26 @@ from aerobust.models.registry import DEFENSES
 class Net:
     """One network to train: architecture, seed, epochs and the training options that
     differ from the data family's defaults (loss, joint method, adversarial training).
-    ``labels_from``: train on that model's predictions instead of the true labels."""
+    ``labels_from``: train on that model's predictions instead of the true labels.
+
+    A defense of ``training.defenses`` is a net whose options name its kind
+    (``"defense"``), its ``"settings"`` and, as a plain net dict, the classifier it
+    guards (``"guards"``): options, not new fields, so no other cell's spec changes."""
 
     arch: str
     seed: int
     epochs: int
     options: dict[str, Any] = field(default_factory=dict)
     labels_from: Model | None = None
+
+    @property
+    def defense(self) -> str | None:
+        return self.options.get("defense")
+
+    def guarded(self) -> Net | None:
+        """The classifier a defense guards (None for a plain net, or the cascade)."""
+        guards = self.options.get("guards")
+        return None if guards is None else Net(**guards)
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,7 @@ class Cell:
             if net is None or net in found:
                 return
             found.append(net)
+            add(net.guarded())
             if net.labels_from is not None:
                 add(net.labels_from.classifier)
                 add(net.labels_from.autoencoder)
@@ -96,7 +110,8 @@ class Cell:
     def components(self) -> list[str]:
         """The code a cell's numbers depend on, named for ``code_version``: the training
         of each architecture it uses, its attack, and how its task is scored."""
-        used = sorted({f"train:{net.arch}" for net in self.nets()})
+        used = sorted({f"defense:{net.defense}" if net.defense else f"train:{net.arch}"
+                       for net in self.nets()})
         attack = self.params.get("attack")
         if attack is not None:
             used.append(f"attack:{attack['name']}")
@@ -125,6 +140,8 @@ MEASURES = "aerobust.experiments.measures"
 def _entries(component: str) -> list[str]:
     """The modules whose import closure computes ``component``."""
     kind, _, name = component.partition(":")
+    if kind == "defense":  # the recipes import every defense model
+        return [DEFENSE_TRAINING, *TRAINING]
     if kind == "train":
         constructor = MODELS[name][1]
         built = getattr(constructor, "func", None) or getattr(constructor, "__wrapped__",

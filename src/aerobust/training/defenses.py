@@ -219,6 +219,16 @@ def train_defense(spec: DefenseSpec, dataset: Dataset, store: RunStore,
                        fit_fn=functools.partial(fit_defense, classifier=guarded))
 
 
+def train_stored(spec: TrainSpec | DefenseSpec, dataset: Dataset, store: RunStore,
+                 device: str | torch.device = "auto", progress: bool = True) -> Run:
+    """The stored run of either kind of spec, trained now if the store lacks it: callers
+    that train whatever a plan names (the experiments, the cluster's tasks) need not
+    know a defense's recipe from the standard loop."""
+    if isinstance(spec, DefenseSpec):
+        return train_defense(spec, dataset, store, device=device, progress=progress)
+    return store.train(spec, dataset, device=device, progress=progress)
+
+
 def held_out_split(spec: DefenseSpec, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices to train on and to set thresholds on (a seeded split of the training
     set; all of it to train on for a defense without a detector)."""

@@ -108,3 +108,13 @@ def test_a_cell_names_the_training_of_every_net_it_uses() -> None:
                 {"attack": {"name": "fgsm", "params": {}}}, substitute=Model(sub))
     assert cell.components() == ["train:conv-ae", "train:lenet-substitute", "train:lenet5",
                                  "attack:fgsm", "transfer", "compute"]
+
+
+def test_how_a_report_reads_keeps_the_audit_key(package: Path) -> None:
+    # ``Audit.save`` writes the report; the audit's numbers do not come from it
+    before = _digests(package)
+    _append(package / "report" / "markdown.py", "\n\nRULE = '---'\n")
+    _append(package / "audit" / "save.py", "\n\nSUFFIX = '.md'\n")
+    assert _digests(package) == before
+    _append(package / "audit" / "ladder.py", "\n\nRUNGS = 2\n")
+    assert {c for c in COMPONENTS if _digests(package)[c] != before[c]} == {"audit"}

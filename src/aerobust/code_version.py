@@ -14,6 +14,9 @@ class, the architecture's class, the trainer), computed statically from the sour
   are neither hashed nor followed. A cell reaches the implementation it uses through
   the name it holds (its architecture, its attack), so adding an entry to a table
   recomputes nothing.
+- *Output* modules (``OUTPUTS``: code that writes a finished result's files, such as an
+  audit's report) are neither hashed nor followed either: they compute no number, and a
+  change in how a report reads must not recompute the audits it reports.
 - Each module is hashed as its syntax tree without docstrings: comments, docstrings and
   formatting do not change a number, so they do not change a key.
 """
@@ -30,6 +33,9 @@ PACKAGE = "aerobust"
 ROOT = Path(__file__).resolve().parent
 # The package's top (its version enters every key on its own) and the name -> class maps.
 TABLES = frozenset({"aerobust", "aerobust.models.registry", "aerobust.attacks"})
+# Writers of a finished result's files (``Audit.save``).
+OUTPUTS = frozenset({"aerobust.audit.save"})
+SKIPPED = TABLES | OUTPUTS
 
 
 def module_path(module: str, root: Path = ROOT) -> Path | None:
@@ -151,20 +157,20 @@ class _Closure:
         return {m for m in found if module_path(m, self.root) is not None}
 
     def closure(self, entries: Iterable[str]) -> list[str]:
-        todo = [m for m in entries if m not in TABLES]
+        todo = [m for m in entries if m not in SKIPPED]
         done: set[str] = set()
         while todo:
             module = todo.pop()
             if module in done:
                 continue
             done.add(module)
-            todo.extend(m for m in self.edges(module) if m not in TABLES and m not in done)
+            todo.extend(m for m in self.edges(module) if m not in SKIPPED and m not in done)
         return sorted(done)
 
 
 def closure(entries: Iterable[str], root: Path = ROOT) -> list[str]:
     """The modules of the package that ``entries`` import, directly or not, themselves
-    included (tables excluded), sorted."""
+    included (tables and outputs excluded), sorted."""
     return _Closure(root).closure(entries)
 
 

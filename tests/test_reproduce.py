@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -295,3 +296,37 @@ def test_the_costliest_cells_may_run_fewer_seeds_and_the_report_says_so(
     table1 = md.split("## Table 1")[1].split("## Table 2")[0]
     cw_line = next(line for line in table1.splitlines() if line.startswith("| CW"))
     assert "(n=1)" in cw_line
+
+
+def test_a_partial_report_shows_the_finished_cells_of_a_run_not_done(
+        tmp_path: Path, tiny_npz: str, reference: Path, capsys) -> None:
+    out = tmp_path / "out"
+    args = reproduce_args(tiny_npz, out, reference.parent / "store", "--only", "table1")
+    assert main([*args, "--partial"]) == 2  # nothing to report yet: one line
+    assert "no run here yet" in capsys.readouterr().err
+    shutil.copytree(reference, out)
+    # make it a run stopped halfway: the experiment unfinished, some cells still to come
+    part = json.loads((out / "d" / "part.json").read_text())
+    del part["experiments"]["table1"]
+    (out / "d" / "part.json").write_text(json.dumps(part))
+    cells = sorted((out / "d" / "cells" / "table1").glob("*.json"))
+    gone = [json.loads(c.read_text()) for c in cells[:3]]
+    for c in cells[:3]:
+        c.unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("d/cells/*/*.json")}
+    assert main([*args, "--partial"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("d/cells/*/*.json")} == stamps
+    done = json.loads((out / "d" / "table1.partial.json").read_text())
+    assert (len(done["rows"]), done["cells"]) == (len(cells) - 3, len(cells))
+    assert not {r["key"] for r in gone} & {r["key"] for r in done["rows"]}
+    md = (out / "report.md").read_text()
+    assert f"`d/table1` {len(cells) - 3} of {len(cells)}" in md
+    assert f"Partial: `d` has {len(cells) - 3} of {len(cells)} cells so far." in md
+    assert (out / "d" / "table1.partial.csv").is_file()
+    # other settings than the run's: refused, nothing written
+    assert main([*args, "--seed", "1", "--partial"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    # once the run finishes, the report is the finished one again
+    assert main(args) == 0
+    md = (out / "report.md").read_text()
+    assert "Partial" not in md

@@ -392,7 +392,7 @@ def cmd_experiment(args: argparse.Namespace) -> None:
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from aerobust.experiments.presets import parts
-    from aerobust.reproduce import PartPlan, command_line, plan, reproduce
+    from aerobust.reproduce import PartPlan, command_line, partial_report, plan, reproduce
     from aerobust.training import RunStore
 
     experiments = (EXPERIMENT_NAMES if args.only is None
@@ -416,6 +416,11 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         lines = [f"{p}/{e}: {n} cells, {c} cached" for (p, e), (n, c) in counts.items()]
         lines.append(f"total: {len(cells)} cells, {sum(c['cached'] for c in cells)} cached")
         _emit(args, {"out": str(out), "cells": cells, "count": len(cells)}, lines)
+        return
+    if args.partial:
+        paths = partial_report(plans, experiments, out)
+        _emit(args, {"out": str(out), "report": {k: str(v) for k, v in paths.items()}},
+              [f"partial report: {paths['md']}", f"                {paths['html']}"])
         return
     paths = reproduce(plans, experiments, out, preset=args.preset, command=command_line(),
                       store=RunStore(args.store), device=args.device, jobs=args.jobs,
@@ -647,6 +652,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--plan", action="store_true",
                      help="list the cells the run would compute or reuse (with --json: "
                           "each with its key and resolved spec) and stop")
+    rep.add_argument("--partial", action="store_true",
+                     help="write the report from the cells finished so far and stop, "
+                          "computing nothing (safe beside the running run; give the same "
+                          "options it was started with)")
     _experiment_options(rep)
     _common(rep, data=False, store=True)
     rep.set_defaults(func=cmd_reproduce)

@@ -7,6 +7,8 @@ Layout of the output folder (the report reads nothing else)::
     OUT/<part>/part.json        resolved config, dataset checksum, finished experiments, runs
     OUT/<part>/<experiment>.json  rows, with the resolved config they ran under
     OUT/<part>/<experiment>.csv   the rows as CSV (drawn by the report)
+    OUT/<part>/<experiment>.partial.json  an unfinished experiment's finished cells
+                                (``--partial``: a report of a run still going on)
     OUT/<part>/cells/...        one file per finished cell, named by its key (resume points)
     OUT/<part>/examples.npz     example images for the report
     OUT/report.md, .html, report_files/   the report (``aerobust.report``)
@@ -129,6 +131,41 @@ def plan(plans: Sequence[PartPlan], experiments: Sequence[str],
         cells += [{"part": part.name, **planned.to_dict()}
                   for e in experiments for planned in ws.plan(e, Path(out) / part.name)]
     return cells
+
+
+def partial_report(plans: Sequence[PartPlan], experiments: Sequence[str],
+                   out: Path) -> dict[str, Path]:
+    """The report of a run still going on (or stopped), computing nothing: each
+    unfinished experiment's cells finished so far go to ``<experiment>.partial.json``
+    with how many of its cells that is, and the report shows them marked as partial.
+    It reads the run's files and writes only those and the report (every write atomic),
+    so it needs no lock and can run beside the run it reports on."""
+    _check_experiments(experiments)
+    out = Path(out)
+    if not (out / "reproduce.json").is_file():
+        raise UserError(f"{out}: no run here yet (no reproduce.json); start it with the same "
+                        "command without --partial")
+    for part in plans:
+        ws = Workspace(part.config, progress=False)
+        part_dir = out / part.name
+        meta = _read_json(part_dir / "part.json")
+        if meta.get("config_hash") != ws.config.digest:
+            raise UserError(f"{part_dir}: the run there has other settings (config "
+                            f"{meta.get('config_hash')}, these are {ws.config.digest}); pass "
+                            "the options the run was started with")
+        for name in experiments:
+            if _is_done(ws, part_dir, meta, name):
+                continue
+            planned = ws.plan(name, part_dir)
+            rows = [row for row in (p.load() for p in planned) if row is not None]
+            atomic.write_json(part_dir / f"{name}.partial.json",
+                              {"experiment": name, "config": ws.config.to_dict(),
+                               "config_hash": ws.config.digest,
+                               "paper_dataset": ws.paper_dataset, **ws.provenance(),
+                               "cells": len(planned), "rows": rows})
+    from aerobust.report import write_report
+
+    return write_report(out)
 
 
 def _check_experiments(experiments: Sequence[str]) -> None:

@@ -154,9 +154,31 @@ def build(results: Results) -> list[Block]:
     names = ["table1", "table2", "table3", "table4", "figure2", "figure4", "audit"]
     if any("sensitivity" in p.rows or "sensitivity" in (p.requested or ()) for p in parts):
         names.append("sensitivity")  # optional: shown where it was asked for or ran
-    sections = [b for name in names for b in SECTIONS[name](parts)]
-    return [Heading(1, TITLE), *settings.summary(results), *_verdicts(results), *sections,
+    sections = [b for name in names for b in _marked(name, SECTIONS[name](parts), parts)]
+    return [Heading(1, TITLE), *settings.summary(results), *_partial_note(parts),
+            *_verdicts(results), *sections,
             *_examples(results), Heading(2, "Settings"), *settings.settings(results)]
+
+
+def _partial_note(parts: list[Part]) -> list[Block]:
+    """Say at the top, before any verdict, that some numbers come from a run that has
+    not finished (``reproduce --partial``)."""
+    unfinished = [f"`{p.name}/{name}` {done} of {total}" for p in parts
+                  for name, (done, total) in p.partial.items()]
+    if not unfinished:
+        return []
+    return [Paragraph("**Partial report: the run has not finished.** Cells finished so far, "
+                      f"per unfinished experiment: {', '.join(unfinished)}. Their tables, "
+                      "figures and verdicts use only those cells: a mean over fewer seeds, "
+                      "an empty entry where a cell is still to come.")]
+
+
+def _marked(name: str, blocks: list[Block], parts: list[Part]) -> list[Block]:
+    """An experiment's section, with a line under its heading where it is partial."""
+    notes = [Paragraph(f"Partial: `{p.name}` has {p.partial[name][0]} of "
+                       f"{p.partial[name][1]} cells so far.")
+             for p in parts if name in p.partial]
+    return [*blocks[:1], *notes, *blocks[1:]] if notes else blocks
 
 
 def csv_text(rows: list[Row]) -> str:
@@ -203,7 +225,8 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
     root = results.root
     for part in results.parts:
         for experiment, rows in part.rows.items():
-            atomic.write_text(root / part.name / f"{experiment}.csv", csv_text(rows))
+            stem = f"{experiment}.partial" if experiment in part.partial else experiment
+            atomic.write_text(root / part.name / f"{stem}.csv", csv_text(rows))
     paths = _write(root, blocks, "report")
     paths["html"] = root / "report.html"
     atomic.write_text(paths["html"], render_html(blocks))

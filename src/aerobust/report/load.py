@@ -37,6 +37,9 @@ class Part:
     requested: tuple[str, ...] | None
     # the experiments whose rows file is there but unreadable, with what is wrong
     unreadable: dict[str, str] = field(default_factory=dict)
+    # unfinished experiments shown from their finished cells (``reproduce --partial``):
+    # (cells finished, cells planned)
+    partial: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def paper_dataset(self) -> str:
@@ -120,20 +123,26 @@ def _readable(read: Callable[[Path], T], path: Path) -> tuple[T | None, str | No
 
 
 def _finished_rows(part_dir: Path, meta: dict[str, Any]
-                   ) -> tuple[dict[str, list[Row]], dict[str, str]]:
+                   ) -> tuple[dict[str, list[Row]], dict[str, str], dict[str, tuple[int, int]]]:
     """Rows of the experiments part.json lists as finished, and those whose rows file
     does not parse. A rows file it does not list is from an interrupted run or an older
-    config, so it is left out."""
-    rows, unreadable = {}, {}
+    config, so it is left out; so is a partial one (``reproduce --partial``) written under
+    another config than part.json's. The partial ones come with (finished, planned)."""
+    rows, unreadable, partial = {}, {}, {}
     for name in ALL_EXPERIMENTS:
         if name not in meta.get("experiments", {}):
+            data, _ = _readable(_read_json, part_dir / f"{name}.partial.json")
+            if (data is not None and data.get("rows")
+                    and data.get("config_hash") == meta.get("config_hash")):
+                rows[name] = data["rows"]
+                partial[name] = (len(data["rows"]), int(data.get("cells", 0)))
             continue
         data, problem = _readable(_read_json, part_dir / f"{name}.json")
         if problem is not None:
             unreadable[name] = problem
         elif data is not None and data.get("rows"):
             rows[name] = data["rows"]
-    return rows, unreadable
+    return rows, unreadable, partial
 
 
 def load_results(out_dir: str | Path) -> Results:
@@ -148,11 +157,11 @@ def load_results(out_dir: str | Path) -> Results:
     for name in names:
         part_dir = root / name
         meta = _readable(_read_json, part_dir / "part.json")[0] or {}
-        rows, unreadable = _finished_rows(part_dir, meta)
+        rows, unreadable, partial = _finished_rows(part_dir, meta)
         parts.append(Part(name=name, meta=meta, rows=rows,
                           examples=_readable(_read_examples, part_dir / "examples.npz")[0],
                           requested=None if requested is None else tuple(requested),
-                          unreadable=unreadable))
+                          unreadable=unreadable, partial=partial))
     return Results(root=root, manifest=manifest, parts=parts)
 
 

@@ -300,3 +300,14 @@ def test_a_cell_trains_a_defense_over_the_classifier_it_guards(tmp_path, data):
     assert run.spec.classifier_spec == ctx.train_spec(clf)[0]
     assert ctx.store.finished(ctx.train_spec(clf)[0]) is not None
     assert ctx.model(cell.model)(data.x_test[:4]).shape == (4, 3)
+
+
+def test_a_finished_defense_is_reused_not_trained_again(tmp_path, data):
+    spec = _spec("dae", data)
+    store = RunStore(tmp_path)
+    run = train_defense(spec, data, store, device="cpu", progress=False)
+    stamp = run.checkpoint.stat().st_mtime_ns
+    assert store.finished(spec) is not None  # its files read back as this spec's
+    again = train_defense(spec, data, store, device="cpu", progress=False)
+    assert again.checkpoint.stat().st_mtime_ns == stamp
+    assert not list(tmp_path.glob("**/*.corrupt-*"))

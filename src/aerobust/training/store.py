@@ -77,7 +77,8 @@ def _problem(path: Path, spec: TrainSpec) -> str | None:
     if recorded is None:  # nothing recorded (an older store's file): nothing to contradict
         return None
     try:
-        same = TrainSpec.from_dict(recorded).digest == spec.digest
+        # the spec's own class reads it back (a defense's spec is not a TrainSpec)
+        same = type(spec).from_dict(recorded).digest == spec.digest
     except (TypeError, ValueError, UserError):
         same = False
     return None if same else "records another training spec than its run's"

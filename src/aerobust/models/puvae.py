@@ -32,11 +32,13 @@ from torch import Tensor, nn
 
 from aerobust.rejection import log_excess, with_reject_logit
 
-# The softmin's temperature, in RMSE (pixels in [0,1]): a label whose error is 0.01 above
-# the best one weighs e^-1 of it, one 0.05 above e^-5. On the digits the best and the
-# second-best label's errors of a clean image differ by more than 0.05 at most points
-# (docs/defenses.md#puvae): there the surrogate's reconstruction is the chosen one.
-SURROGATE_TEMPERATURE = 0.01
+# The softmin's temperature, in RMSE (pixels in [0,1]): a label whose error is 0.003
+# above the best one weighs e^-1 of it. On the bundled digits' 360 test images (the
+# trained PuVAE) the best and second-best labels' errors differ by a median 0.042 (a
+# 10th percentile of 0.0075), so the surrogate keeps the chosen reconstruction at most
+# points and predicts what the model predicts on 98.6% of them (at 0.01: 95.8%; at
+# 0.001: 99.7%, but soft only at near-ties): docs/defenses.md#puvae.
+SURROGATE_TEMPERATURE = 0.003
 
 
 class PuVAE(nn.Module):

@@ -241,9 +241,10 @@ def ladder_notes(model: nn.Module) -> list[str]:
     said = []
     if rejects(model):
         said.append("the model rejects inputs (aerobust.rejection): a rejected adversarial "
-                    "is a held point, a rejected clean input an error; the ladder adds the "
-                    "adaptive detector loss (apgd-detector, apgd-t-detector and its BPDA, "
-                    "EOT and surrogate rungs) and the eps curve attacks it too")
+                    "is a held point, a rejected clean input an error; the ladder adds APGD "
+                    "and APGD-T on the adaptive detector loss (apgd-detector, "
+                    "apgd-t-detector; the BPDA, EOT and surrogate rungs attack it too where "
+                    "they run), and so does the eps curve")
     said += [f"differentiable surrogate: {d}; the surrogate-* rungs, APGD-T and the checks "
              "step through it, every adversarial judged on the model itself"
              for d in descriptions(model)]

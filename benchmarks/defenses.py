@@ -18,8 +18,8 @@ import sys
 
 import torch
 
-# the sibling benchmark (this folder is on sys.path when a script here runs)
-from attacks import add_machine_args
+# the benchmarks' shared helpers (this folder is on sys.path when a script here runs)
+from harness import add_machine_args
 
 from aerobust import attacks, load_dataset
 from aerobust.attacks import PGD

@@ -27,7 +27,15 @@ from aerobust.attacks.base import attack_mode
 from aerobust.attacks.judgment import JUDGE_DRAWS, votes
 from aerobust.attacks.losses import margin as margin_loss
 from aerobust.attacks.runner import Execution
-from aerobust.audit.ladder import BUDGETS, Budget, Rung, build_rungs, curve_attacks, run_attack
+from aerobust.audit.ladder import (
+    BUDGETS,
+    Budget,
+    Rung,
+    build_rungs,
+    curve_attacks,
+    ladder_notes,
+    run_attack,
+)
 from aerobust.audit.outputs import logit_view
 from aerobust.audit.probes import Probe, flagged_stages, is_random, run_probes, train_mode
 from aerobust.audit.stages import split
@@ -37,6 +45,7 @@ from aerobust.audit.threat import check as check_threat
 from aerobust.audit.threat import curve_radii
 from aerobust.audit.threat import notes as threat_notes
 from aerobust.errors import UserError
+from aerobust.rejection import rejects
 
 VERDICTS = ("masking", "no-masking-detected", "inconclusive")
 # Robust accuracy at the largest eps of the curve above this fails "about 0".
@@ -292,7 +301,7 @@ def audit(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, budget: str = "
         + [f"randomised model: judged by {judgment.describe(draws)}, every break "
            f"confirmed by a second, independent majority; attacks average {plan.eot} or "
            "more draws per gradient (EOT)"] * random
-        + threat_notes(norm), norm=norm)
+        + ladder_notes(attacked) + threat_notes(norm), norm=norm)
 
 
 def _climb(rungs: list[Rung], x: Tensor, y: Tensor, correct: Tensor, judge: Any,
@@ -394,7 +403,7 @@ def _curve(model: nn.Module, x: Tensor, y: Tensor, eps: float, plan: Budget, see
     rows = []
     for e in points:
         robust = correct.clone()
-        for attack in curve_attacks(e, plan, seed, draws, classes, norm):
+        for attack in curve_attacks(e, plan, seed, draws, classes, norm, rejects(model)):
             todo = robust.nonzero().squeeze(1)
             if len(todo) == 0:
                 break
@@ -444,6 +453,13 @@ def _checks(rows: list[dict[str, Any]], ledger: list[dict[str, Any]],
     checks.append(Check(
         "more-steps-converged", more < need, float(more),
         f"{more} point(s) fell only to twice the steps and more restarts (fails at {need})"))
+    if "detector" in kinds.values():  # the model rejects: the adaptive detector rungs ran
+        held = sum(1 for p in ledger if kinds.get(p["broken_by"]) == "detector")
+        checks.append(Check(
+            "detector-adaptive", held < need, float(held),
+            f"the defense held {held} point(s) against the paper's PGD and the ladder's "
+            f"CE/DLR rungs that the adaptive detector loss (apgd-detector, apgd-t-detector) "
+            f"then broke (fails at {need})"))
     # each check's text ends with its section of the docs, as AutoAttack's flags doc does
     return [Check(c.name, c.passed, c.value, f"{c.detail}; see {CHECKS_DOC}#{c.name}")
             for c in checks]

@@ -3,11 +3,14 @@
 Cheapest first, each rung attacks only the points every earlier rung left robust (as
 AutoAttack cascades), so a model that breaks early costs little; the adaptive rungs
 (transfer from the classifier alone, BPDA through flagged stages, EOT on a random
-model) are added only where the probes say they apply.
+model) are added only where the probes say they apply, and two where the model says
+so: the adaptive detector loss where it rejects inputs (``aerobust.rejection``), and
+its differentiable surrogate where it offers one (``aerobust.surrogate``).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,6 +25,8 @@ from aerobust.attacks.base import attack_mode
 from aerobust.attacks.norms import size
 from aerobust.attacks.runner import Execution
 from aerobust.audit.stages import Stages
+from aerobust.rejection import rejects
+from aerobust.surrogate import descriptions, with_surrogates
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ class Rung:
     adversarial on the audited model itself."""
 
     name: str
-    kind: str  # baseline, white-box, black-box, transfer or check: read by the sanity checks
+    kind: str  # baseline, white-box, detector, black-box, transfer or check: read by the checks
     attack: Attack
     model: nn.Module
     description: str
@@ -100,10 +105,17 @@ def build_rungs(model: nn.Module, stages: Stages, eps: float, budget: Budget, se
                 fab: bool | None = None) -> list[Rung]:
     """The rungs for this model in the threat model ``norm``, in the order they run
     (baseline first); FAB-T among them where ``fab`` says (None: the budget's default).
-    In L1 there is no Square rung (no L1 variant)."""
+    In L1 there is no Square rung (no L1 variant).
+
+    A model that rejects gets the adaptive detector rungs right after the CE/DLR ones
+    (``detector_rungs``), and its BPDA, EOT and surrogate rungs attack the detector
+    margin too. A model that offers a surrogate gets APGD through it, and the strongest
+    rungs (APGD-T, FAB-T, the more-steps check) step through it."""
     b = budget
     eot = b.eot if random else 1
     ball = "" if norm == "Linf" else f" in {norm}"
+    rejecting = rejects(model)
+    losses = ("ce", "dlr", "detector-margin") if rejecting else ("ce", "dlr")
     rungs = [Rung("pgd-ce", "baseline", PGD(eps=eps, steps=b.baseline_steps, seed=seed,
                                             norm=norm), model,
                   f"PGD-{b.baseline_steps} on cross-entropy{ball}, the paper's attack"),
@@ -113,6 +125,8 @@ def build_rungs(model: nn.Module, stages: Stages, eps: float, budget: Budget, se
              Rung("apgd-dlr", "white-box", APGD(eps=eps, steps=b.apgd_steps, loss="dlr",
                                                  restarts=b.restarts, seed=seed, norm=norm),
                   model, f"APGD on the DLR loss{ball} (invariant to scaling the logits)")]
+    if rejecting:
+        rungs += detector_rungs(model, eps, b, seed, eot, norm)
     if stages.front:
         rungs.append(Rung(
             "transfer", "transfer",
@@ -120,22 +134,14 @@ def build_rungs(model: nn.Module, stages: Stages, eps: float, budget: Budget, se
             stages.classifier,
             f"PGD-{b.apgd_steps}{ball} (final iterate) on the classifier with "
             f"{', '.join(stages.names)} removed, scored on the whole model"))
+    per_loss = functools.partial(_per_loss, losses=losses, eps=eps, b=b, seed=seed, eot=eot,
+                                 norm=norm)
+    with_eot = f", EOT over {eot} draws" if random else ""
     if flagged:
-        bpda_model = stages.with_bpda(flagged)
-        for loss in ("ce", "dlr"):
-            rungs.append(Rung(
-                f"bpda-apgd-{loss}", "white-box",
-                APGD(eps=eps, steps=b.apgd_steps, loss=loss, restarts=b.restarts, seed=seed,
-                     eot=eot, norm=norm), bpda_model,
-                f"APGD-{loss.upper()}{ball} with an identity backward pass (BPDA) through "
-                f"{', '.join(flagged)}" + (f", EOT over {eot} draws" if random else "")))
+        rungs += per_loss("bpda", stages.with_bpda(flagged), "with an identity backward pass "
+                          f"(BPDA) through {', '.join(flagged)}{with_eot}")
     if random:
-        for loss in ("ce", "dlr"):
-            rungs.append(Rung(
-                f"eot-apgd-{loss}", "white-box",
-                APGD(eps=eps, steps=b.apgd_steps, loss=loss, restarts=b.restarts, seed=seed,
-                     eot=eot, norm=norm), model,
-                f"APGD-{loss.upper()}{ball} with gradients averaged over {eot} draws (EOT)"))
+        rungs += per_loss("eot", model, f"with gradients averaged over {eot} draws (EOT)")
     if random:
         # The attack an adaptive attacker writes first against a random defense: fixed
         # steps, final iterates, many draws per gradient (Athalye et al. 2018). APGD's
@@ -147,8 +153,14 @@ def build_rungs(model: nn.Module, stages: Stages, eps: float, budget: Budget, se
                 eot=draws, norm=norm), model,
             f"PGD-{steps}{ball} on cross-entropy, fixed step eps/10, gradients averaged over "
             f"{draws} draws (EOT), 2 restarts, final iterates"))
+    soft = with_surrogates(model)
+    if soft is not None:
+        rungs += per_loss("surrogate", soft, "through the model's differentiable surrogate "
+                          f"({'; '.join(descriptions(model))}){with_eot}")
     strongest = stages.with_bpda(flagged) if flagged else model
-    how = (" through BPDA" if flagged else "") + (" with EOT" if random else "")
+    strongest = with_surrogates(strongest) or strongest
+    how = (" through BPDA" if flagged else "") + (" through the surrogate" if soft else "") \
+        + (" with EOT" if random else "")
     rungs.append(Rung(
         "apgd-t", "white-box",
         APGD(eps=eps, steps=b.apgd_steps, loss="dlr", targeted=True, n_target_classes=b.targets,
@@ -187,11 +199,66 @@ def build_rungs(model: nn.Module, stages: Stages, eps: float, budget: Budget, se
     return rungs
 
 
+# A loss's name in the rungs' names: "detector-margin" is the adaptive detector loss
+_SHORT = {"ce": "ce", "dlr": "dlr", "detector-margin": "detector"}
+
+
+def _per_loss(prefix: str, model: nn.Module, what: str, losses: tuple[str, ...], eps: float,
+              b: Budget, seed: int, eot: int, norm: str) -> list[Rung]:
+    """``{prefix}-apgd-{loss}``: APGD on each of ``losses`` against ``model``, ``what``
+    saying how that model differs from the audited one."""
+    ball = "" if norm == "Linf" else f" in {norm}"
+    return [Rung(f"{prefix}-apgd-{_SHORT[loss]}", "white-box",
+                 APGD(eps=eps, steps=b.apgd_steps, loss=loss, restarts=b.restarts, seed=seed,
+                      eot=eot, norm=norm), model, f"APGD-{_SHORT[loss].upper()}{ball} {what}")
+            for loss in losses]
+
+
+def detector_rungs(model: nn.Module, eps: float, b: Budget, seed: int, eot: int,
+                   norm: str = "Linf") -> list[Rung]:
+    """The adaptive attack on a model that rejects (Carlini & Wagner 2017 on MagNet):
+    APGD and APGD-T on ``rejection.detector_margin``, which wants a wrong class above
+    both the true one and the reject logit, so it never gains by being rejected, as CE
+    and DLR do. Kind ``detector``: what they break, the CE/DLR rungs before them left
+    robust (the sanity check ``detector-adaptive``)."""
+    ball = "" if norm == "Linf" else f" in {norm}"
+    draws = f", EOT over {eot} draws" if eot > 1 else ""
+    return [Rung("apgd-detector", "detector",
+                 APGD(eps=eps, steps=b.apgd_steps, loss="detector-margin", restarts=b.restarts,
+                      seed=seed, eot=eot, norm=norm), model,
+                 f"APGD{ball} on the adaptive detector loss (a wrong class above both the "
+                 f"true class and the reject logit), {b.apgd_steps} steps{draws}"),
+            Rung("apgd-t-detector", "detector",
+                 APGD(eps=eps, steps=b.apgd_steps, loss="detector-margin", targeted=True,
+                      n_target_classes=b.targets, restarts=b.restarts, seed=seed, eot=eot,
+                      norm=norm), model,
+                 f"APGD-T{ball} on the adaptive detector loss over the top {b.targets} other "
+                 f"classes (never the reject logit){draws}")]
+
+
+def ladder_notes(model: nn.Module) -> list[str]:
+    """What the record says about a model the ladder attacks in its own way."""
+    said = []
+    if rejects(model):
+        said.append("the model rejects inputs (aerobust.rejection): a rejected adversarial "
+                    "is a held point, a rejected clean input an error; the ladder adds APGD "
+                    "and APGD-T on the adaptive detector loss (apgd-detector, "
+                    "apgd-t-detector; the BPDA, EOT and surrogate rungs attack it too where "
+                    "they run), and so does the eps curve")
+    said += [f"differentiable surrogate: {d}; the surrogate-* rungs, APGD-T and the checks "
+             "step through it, every adversarial judged on the model itself"
+             for d in descriptions(model)]
+    return said
+
+
 def curve_attacks(eps: float, budget: Budget, seed: int, eot: int, classes: int,
-                  norm: str = "Linf") -> list[Attack]:
-    """The cheap cascade behind the robust-accuracy-vs-eps curve."""
+                  norm: str = "Linf", rejecting: bool = False) -> list[Attack]:
+    """The cheap cascade behind the robust-accuracy-vs-eps curve; for a model that
+    rejects, APGD on the adaptive detector loss last (at a large eps an attack that
+    ignores the detector is rejected, which says nothing of the attack's strength)."""
+    losses = ("ce", "dlr")[: 1 + (classes >= 3)] + ("detector-margin",) * rejecting
     return [APGD(eps=eps, steps=budget.curve_steps, loss=loss, seed=seed, eot=eot, norm=norm)
-            for loss in ("ce", "dlr")[: 1 + (classes >= 3)]]
+            for loss in losses]
 
 
 Judge = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]

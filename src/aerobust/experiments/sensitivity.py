@@ -106,9 +106,10 @@ CLEVERHANS = ("cleverhans v3.0.1-v3.1.0 deepfool_attack: max_iter=50, overshoot=
               "judges x + r_tot clipped, without the overshoot)")
 # DeepFool as the paper's era ran it: each implementation's defaults, read in its code
 # (docs/design.md#deepfool-as-the-papers-era-ran-it). ``clip="step"`` clips every
-# iterate and applies the overshoot to each step (what foolbox, ART and torchattacks
-# do); ``"none"`` and ``"end"`` put it on the total, as the authors' code and cleverhans
-# (whose defaults are the "at the end" clipping choice below).
+# iterate (foolbox, ART, torchattacks); ``"none"`` never (the authors' code), ``"end"``
+# only the returned image (cleverhans, whose defaults are the "at the end" clipping
+# choice below). ``margin`` 0: the step lands on the linearised boundary, with nothing
+# added (foolbox, ART and torchattacks add only 1e-8 to denominators).
 DEEPFOOL_IMPLEMENTATIONS = (
     Choice("DeepFool implementation", "authors' reference",
            attack={"steps": 50, "overshoot": 0.02, "clip": "none"},
@@ -116,15 +117,15 @@ DEEPFOOL_IMPLEMENTATIONS = (
                   "overshoot=0.02 on the total, num_classes=10 (all of MNIST's), "
                   "no clipping"),
     Choice("DeepFool implementation", "foolbox 2.x",
-           attack={"steps": 100, "overshoot": 0.05, "clip": "step"},
+           attack={"steps": 100, "overshoot": 0.05, "clip": "step", "margin": 0.0},
            source="foolbox v2.0.0-v2.4.0 attacks/deepfool.py: steps=100, subsample=10, "
                   "each step times 1.05, clipped to the bounds every step"),
     Choice("DeepFool implementation", "ART 1.x",
-           attack={"steps": 100, "overshoot": 1e-6, "clip": "step"},
+           attack={"steps": 100, "overshoot": 1e-6, "clip": "step", "margin": 0.0},
            source="ART 1.0-1.5 attacks/evasion/deepfool.py: max_iter=100, epsilon=1e-6 "
                   "on the total, nb_grads=10, clipped to clip_values every step"),
     Choice("DeepFool implementation", "torchattacks 2020",
-           attack={"steps": 3, "overshoot": 0.0, "clip": "step"},
+           attack={"steps": 3, "overshoot": 0.0, "clip": "step", "margin": 0.0},
            source="torchattacks v0.9-v2.10 attacks/deepfool.py: steps=3, no overshoot, "
                   "clamped to [0,1] every step (its reference logit and gradient stay "
                   "those of the clean image)"),

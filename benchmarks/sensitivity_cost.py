@@ -21,7 +21,8 @@ the sweep nothing; the others train ``epochs x 60,000`` images. The sweep runs a
 experiment, so ``--backend local`` computes its cells one after another at one thread
 (stored work always runs at one thread, ``aerobust.threads``): the 1-core total. With
 ``--backend ray`` on the 2 cores, trainings and per-model cell groups run side by side:
-the 2-core figure is a greedy schedule of those tasks on two workers.
+the 2-core figure is a greedy schedule of those tasks (Ray's own ``chunks`` of the
+cells) on two workers.
 
     python benchmarks/sensitivity_cost.py --data-dir ../shared/data/mnist
 """
@@ -35,6 +36,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -45,6 +47,7 @@ from torch import nn
 from aerobust import attacks
 from aerobust.attacks.model import attack_mode
 from aerobust.attacks.runner import channels_last_convs
+from aerobust.backends.ray import chunks
 from aerobust.experiments import ExperimentConfig, Workspace
 from aerobust.experiments.sensitivity import VARIANTS, variant_model
 from aerobust.experiments.spec import Cell, Model, Net
@@ -386,13 +389,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     attack_total = sum(s for _, s, _ in priced)
     train_total = sum(trainings.values())
 
-    # --backend ray: a task per training, and cells in small tasks per model (a cell each
-    # here, its crafting charged to the first cell that needs it).
+    # --backend ray: a task per training, and the cells in the tasks its ``chunks``
+    # makes for two slots (a substitute's crafting charged to the first cell needing it).
     tasks: list[tuple[str, float, list[str]]] = [(k, s, []) for k, s in trainings.items()]
-    for i, (cell, seconds, _) in enumerate(priced):
-        needs = {k for m in _cell_models(cell) for net in _nets(m)
+    seconds_of = {id(cell): seconds for cell, seconds, _ in priced}
+    for i, chunk in enumerate(chunks([SimpleNamespace(cell=c) for c in cells], slots=2)):
+        needs = {k for p in chunk for m in _cell_models(p.cell) for net in _nets(m)
                  if (k := json.dumps(asdict(net), sort_keys=True, default=str)) in trainings}
-        tasks.append((f"cell {i}", seconds, sorted(needs)))
+        tasks.append((f"cells {i}", sum(seconds_of[id(p.cell)] for p in chunk), sorted(needs)))
     two_cores = two_workers(tasks)
 
     lines = [f"Sensitivity sweep, --seeds {args.seeds}: {len(cells)} cells; per-image costs "

@@ -148,6 +148,7 @@ def test_the_section_judges_a_made_up_gap_and_rechecks_the_claim_under_its_choic
             _row("PGD steps", "7", "C", 80.0), _row("PGD steps", "7", "AE-C", 91.0)]
     main = [{"variant": "C", "attack": "pgd", "eps": 20.0, "seed": s, "accuracy": a,
              "n": 1000} for s, a in ((0, 76.0), (1, 72.0), (2, 80.0))]
+    rows[2]["source"] = rows[3]["source"] = "a library 1.0: step_size=0.01"
     part = Part("mnist", {}, {"sensitivity": rows, "table1": main}, None, None)
     [found] = gaps(rows)
     assert found.verdict.outcome == EXPLAINED and found.verdict.choices == (
@@ -158,3 +159,4 @@ def test_the_section_judges_a_made_up_gap_and_rechecks_the_claim_under_its_choic
     # The claim under the explaining choice: AE-C 39 points above C, paired on the points.
     assert "| t1-pgd-20 | PGD step size: 0.01 | AE-C - C: +39.00" in md
     assert md.count("| **holds** |") == 2  # at the defaults and under the choice
+    assert md.count("| PGD step size: 0.01 | a library 1.0: step_size=0.01 |") == 1

@@ -274,6 +274,7 @@ def gaps_blocks(part: Part) -> list[Block]:
                              "G (the ratio's interval below 1)."),
                    Table(["Site", "Choice", "Comparison", "Claim"], claims,
                          status_column=3)]
+    blocks += _sources(rows)
     blocks += _table3(rows)
     for table in ("table1", "table2", "table3", "table4"):
         items = _figure_items(table, found, rows)
@@ -286,6 +287,17 @@ def gaps_blocks(part: Part) -> list[Block]:
                 "Per cell: ours at the defaults (dot, with its 95% interval), the range "
                 "the choices span (bar) and the paper's value (cross)."))
     return blocks
+
+
+def _sources(rows: list[Row]) -> list[Block]:
+    """Where a choice's parameters come from (the era's DeepFool implementations, read
+    in their code), once per choice."""
+    found = {f"{r['axis']}: {r['choice']}": r["source"] for r in rows if r.get("source")}
+    if not found:
+        return []
+    return [Paragraph("Where a choice's parameters come from (read in each implementation's "
+                      "code at the versions named; docs/design.md):"),
+            Table(["Choice", "Source"], [[k, v] for k, v in found.items()], [False, False])]
 
 
 def _figure_items(table: str, found: list[Gap], rows: list[Row]) -> list[figures.GapItem]:

@@ -36,7 +36,7 @@ from aerobust.experiments.spec import Cell, Model, Net
 EXPERIMENT = "sensitivity"
 SENSITIVITY_N = 1000  # test images per cell (at most the run's --n)
 SENSITIVITY_N_CW = 100  # CW's (at most the run's --n-cw): 9 x 1000 steps on AE-C
-# cost 12-17 s per image, per choice (docs/design.md#the-sensitivity-sweeps-budget)
+# cost 11-13 s per image, per choice (docs/design.md#the-sensitivity-sweeps-budget)
 VARIANTS = ("C", "AE-C")
 
 

@@ -7,10 +7,13 @@ whose value lay more than 5 points outside our 95% interval on the real-MNIST ru
 list below; the report re-applies the rule to the sweep's own defaults), this
 experiment varies one choice at a time around the preset's defaults. Every choice runs
 on C and on AE-C, so that where a choice explains a gap the paper's claim (AE-C against
-C) can be re-judged under it from the same rows. Table 3 is re-run with more seeds.
+C) can be re-judged under it from the same rows. Table 3 is re-run on the run's seeds
+(``--seeds 3`` for more than the main run's one).
 
 The sweep runs on the first ``SENSITIVITY_N`` test images (fewer than the main run's
-10,000 on MNIST); CW on at most ``n_cw``.
+10,000 on MNIST); CW on the first ``SENSITIVITY_N_CW``. What it leaves out to fit its
+budget (3 hours for one seed on 2 cores), and why, is in docs/design.md
+(#the-sensitivity-sweeps-budget); ``benchmarks/sensitivity_cost.py`` prices its plan.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from aerobust.experiments.spec import Cell, Model, Net
 
 EXPERIMENT = "sensitivity"
 SENSITIVITY_N = 1000  # test images per cell (at most the run's --n)
-TABLE3_SEEDS = 3  # Table 3's grid re-run on this many seeds (at least the run's)
+SENSITIVITY_N_CW = 100  # CW's (at most the run's --n-cw): 9 x 1000 steps on AE-C
+# cost 11-13 s per image, per choice (docs/design.md#the-sensitivity-sweeps-budget)
 VARIANTS = ("C", "AE-C")
 
 
@@ -84,10 +88,11 @@ CLASSIFIER_CHOICES = (
     Choice("classifier epochs", "half", {"classifier_epochs": 0.5}),
     Choice("classifier epochs", "double", {"classifier_epochs": 2.0}),
 )
+# No "double" AE epochs: 20 epochs of the AE are 2-2.6 hours of one core, most of the
+# sweep's budget (docs/design.md#the-sensitivity-sweeps-budget).
 AE_CHOICES = (
     Choice("AE output", "none, clipped to [0,1]", {"autoencoder": "conv-ae-linear"}),
     Choice("AE epochs", "half", {"ae_epochs": 0.5}),
-    Choice("AE epochs", "double", {"ae_epochs": 2.0}),
 )
 _PGD = (
     Choice("PGD step size", "eps/4", attack={"step_size_eps": 0.25}),
@@ -96,20 +101,34 @@ _PGD = (
     *(Choice("PGD steps", str(s), attack={"steps": s}) for s in (7, 10, 40, 100)),
     Choice("PGD loss", "margin", attack={"loss": "margin"}),
 )
-# DeepFool as the paper's era ran it: parameter sets with their sources.
+CLEVERHANS = ("cleverhans v3.0.1-v3.1.0 deepfool_attack: max_iter=50, overshoot=0.02 on "
+              "the total, nb_candidate=10, the returned image clipped to [0,1] (its loop "
+              "judges x + r_tot clipped, without the overshoot)")
+# DeepFool as the paper's era ran it: each implementation's defaults, read in its code
+# (docs/design.md#deepfool-as-the-papers-era-ran-it). ``clip="step"`` clips every
+# iterate (foolbox, ART, torchattacks); ``"none"`` never (the authors' code), ``"end"``
+# only the returned image (cleverhans, whose defaults are the "at the end" clipping
+# choice below). ``margin`` 0: the step lands on the linearised boundary, with nothing
+# added (foolbox, ART and torchattacks add only 1e-8 to denominators).
 DEEPFOOL_IMPLEMENTATIONS = (
     Choice("DeepFool implementation", "authors' reference",
            attack={"steps": 50, "overshoot": 0.02, "clip": "none"},
-           source="LTS4/DeepFool python/deepfool.py: max_iter=50, overshoot=0.02, "
-                  "num_classes=10 (all of MNIST's), no clipping"),
-    Choice("DeepFool implementation", "foolbox 2",
-           attack={"steps": 100, "overshoot": 0.02, "clip": "step"},
-           source="foolbox 2.x DeepFoolAttack: steps=100, subsample=10 (all of MNIST's "
-                  "classes), overshoot 0.02, clipped to the bounds"),
+           source="LTS4/DeepFool Python/deepfool.py (575f3d8, 2018): max_iter=50, "
+                  "overshoot=0.02 on the total, num_classes=10 (all of MNIST's), "
+                  "no clipping"),
+    Choice("DeepFool implementation", "foolbox 2.x",
+           attack={"steps": 100, "overshoot": 0.05, "clip": "step", "margin": 0.0},
+           source="foolbox v2.0.0-v2.4.0 attacks/deepfool.py: steps=100, subsample=10, "
+                  "each step times 1.05, clipped to the bounds every step"),
     Choice("DeepFool implementation", "ART 1.x",
-           attack={"steps": 100, "overshoot": 1e-6, "clip": "step"},
-           source="ART 1.x DeepFool: max_iter=100, epsilon=1e-6 (its overshoot), "
-                  "nb_grads=10 (all of MNIST's classes), clipped to clip_values"),
+           attack={"steps": 100, "overshoot": 1e-6, "clip": "step", "margin": 0.0},
+           source="ART 1.0-1.5 attacks/evasion/deepfool.py: max_iter=100, epsilon=1e-6 "
+                  "on the total, nb_grads=10, clipped to clip_values every step"),
+    Choice("DeepFool implementation", "torchattacks 2020",
+           attack={"steps": 3, "overshoot": 0.0, "clip": "step", "margin": 0.0},
+           source="torchattacks v0.9-v2.10 attacks/deepfool.py: steps=3, no overshoot, "
+                  "clamped to [0,1] every step (its reference logit and gradient stay "
+                  "those of the clean image)"),
 )
 ATTACK_CHOICES: dict[str, tuple[Choice, ...]] = {
     "pgd": _PGD,
@@ -117,7 +136,9 @@ ATTACK_CHOICES: dict[str, tuple[Choice, ...]] = {
     "deepfool": (
         *(Choice("DeepFool iteration cap", str(s), attack={"steps": s}) for s in (3, 10, 100)),
         *(Choice("DeepFool overshoot", f"{o:g}", attack={"overshoot": o}) for o in (0.0, 0.1)),
-        Choice("DeepFool clipping", "at the end, judged on x_adv", attack={"clip": "end"}),
+        # cleverhans 3.x's defaults are exactly these (no separate implementation cell)
+        Choice("DeepFool clipping", "at the end, judged on x_adv (cleverhans 3.x)",
+               attack={"clip": "end"}, source=CLEVERHANS),
         Choice("DeepFool clipping", "at the end, judged on the last iterate",
                attack={"clip": "end", "judge": "iterate"}),
         *DEEPFOOL_IMPLEMENTATIONS,
@@ -127,7 +148,6 @@ ATTACK_CHOICES: dict[str, tuple[Choice, ...]] = {
         Choice("CW learning rate", "0.1", attack={"lr": 0.1}),
         Choice("CW learning rate", "0.001", attack={"lr": 0.001}),
         Choice("CW binary-search steps", "1", attack={"binary_steps": 1}),
-        Choice("CW failure returns", "the last iterate", attack={"on_failure": "last"}),
     ),
 }
 # Table 2 transfers PGD's final iterate; the first fooling one is the other reading.
@@ -186,7 +206,7 @@ def attack_under(setup: Setup, site: Site, seed: int, choice: Choice) -> dict[st
 
 def _n(setup: Setup, site: Site) -> int:
     c = setup.config
-    return min(c.n_cw if site.attack == "cw" else c.n_eval, SENSITIVITY_N)
+    return min(c.n_cw, SENSITIVITY_N_CW) if site.attack == "cw" else min(c.n_eval, SENSITIVITY_N)
 
 
 def _reference(site: Site, paper_dataset: str, name: str) -> float | None:
@@ -246,18 +266,20 @@ def variant_model(setup: Setup, name: str, seed: int) -> Model:
 
 
 def _table3_cells(setup: Setup) -> list[Cell]:
-    """Table 3's lambda and gamma grids, at the first latent eps, on more seeds."""
+    """Table 3's lambda and gamma grids, at the first latent eps, on the run's seeds:
+    more than the main run's with ``--seeds 3``, which trains ten more latent
+    classifiers (hours each; docs/design.md#the-sensitivity-sweeps-budget)."""
     c = setup.config
     eps = c.latent_eps[0]
     out = []
-    for seed in range(c.seed, c.seed + max(TABLE3_SEEDS, c.seeds)):
+    for seed in range(c.seed, c.seed + c.seeds):
         for method, value in latent_settings(setup):
             setting = f"{LATENT_METHODS[method][1]}={value:g}"
             for attack_name in ("fgsm", "pgd"):
                 ref = paper.TABLE3.get((method, attack_name, eps), {}).get(setting)
                 out.append(Cell(
                     EXPERIMENT, {"site": f"t3-{attack_name}-{eps:g}", "axis": "seeds",
-                                 "choice": f"{max(TABLE3_SEEDS, c.seeds)} seeds",
+                                 "choice": f"{c.seeds} seeds",
                                  "method": method, "setting": setting, "value": value,
                                  "variant": setting, "seed": seed},
                     "attack", Model(latent(setup, method, value, seed)),
@@ -270,6 +292,6 @@ def _table3_cells(setup: Setup) -> list[Cell]:
 
 def cells(setup: Setup) -> list[Cell]:
     """Every site's choices on the first seed (one seed: the sweep's interval is the
-    test sample's), then Table 3 on more seeds."""
+    test sample's), then Table 3 on every seed of the run."""
     out = [cell for site in SITES for cell in _site_cells(setup, site, setup.config.seed)]
     return out + _table3_cells(setup)

@@ -26,7 +26,7 @@ THRESHOLD = 5.0  # points: the issue's rule for an accuracy far from the paper's
 EXPLAINED, PARTLY, NOT_EXPLAINED, NO_GAP = ("explained", "partly explained", "not explained",
                                             "no gap")
 TABLE_TITLES = {"table1": "Table 1 (white-box)", "table2": "Table 2(a) (transfer)",
-                "table3": "Table 3 (latent classifier, more seeds)",
+                "table3": "Table 3 (latent classifier, over seeds)",
                 "table4": "Table 4 (G, AE-C / C)"}
 BOOTSTRAP = 2000
 
@@ -221,8 +221,9 @@ def _table3(rows: list[Row]) -> list[Block]:
         trend.append([site, f"{settings[-1]} vs {settings[0]}",
                       "-" if pair is None else f"{pair.text()} ({pair.test})", status])
     seeds = len({r["seed"] for r in t3})
-    return [Heading(3, "Table 3 on more seeds"),
-            Paragraph(f"The lambda and gamma grids on {seeds} seeds. The paper's claim: "
+    return [Heading(3, "Table 3 over seeds"),
+            Paragraph(f"The lambda and gamma grids on {seeds} seeds (the run's `--seeds`; "
+                      "more than the main run's with `--seeds 3`). The paper's claim: "
                       "accuracy rises with lambda and gamma; the trend test compares the "
                       "largest setting with the smallest, paired over the seeds."),
             Table(["Site", "Setting", "Ours (mean ± std)", "95% interval", "Paper",
@@ -273,6 +274,7 @@ def gaps_blocks(part: Part) -> list[Block]:
                              "G (the ratio's interval below 1)."),
                    Table(["Site", "Choice", "Comparison", "Claim"], claims,
                          status_column=3)]
+    blocks += _sources(rows)
     blocks += _table3(rows)
     for table in ("table1", "table2", "table3", "table4"):
         items = _figure_items(table, found, rows)
@@ -285,6 +287,17 @@ def gaps_blocks(part: Part) -> list[Block]:
                 "Per cell: ours at the defaults (dot, with its 95% interval), the range "
                 "the choices span (bar) and the paper's value (cross)."))
     return blocks
+
+
+def _sources(rows: list[Row]) -> list[Block]:
+    """Where a choice's parameters come from (the era's DeepFool implementations, read
+    in their code), once per choice."""
+    found = {f"{r['axis']}: {r['choice']}": r["source"] for r in rows if r.get("source")}
+    if not found:
+        return []
+    return [Paragraph("Where a choice's parameters come from (read in each implementation's "
+                      "code at the versions named; docs/design.md):"),
+            Table(["Choice", "Source"], [[k, v] for k, v in found.items()], [False, False])]
 
 
 def _figure_items(table: str, found: list[Gap], rows: list[Row]) -> list[figures.GapItem]:
